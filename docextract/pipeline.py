@@ -1,0 +1,268 @@
+"""Pages + schema + engine -> one record per document (the record format of architecture.md).
+
+`extract` is the library entry point; `run_files` is what `docextract run` does with several
+inputs. The engine is anything with `generate(requests)` (see engine/api.py), so tests drive the
+pipeline through a fake engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .console import Console, dumps
+from .errors import DocextractError, ExitCode, InputError, ModelError
+from .fsutil import atomic_write_text, display_name
+
+DEFAULT_RETRIES = 1
+
+
+@dataclass
+class RunOptions:
+    """Everything `run` and `batch` take from the command line that shapes an extraction."""
+
+    schema: str
+    model: str | None = None
+    pages: str | None = None
+    dpi: int | None = None
+    max_pixels: int | None = None
+    password: str | None = None
+    experts: str = "bf16"
+    device: str | None = None
+    unmask: bool = False
+    retries: int = DEFAULT_RETRIES
+    offline: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def ingest_kwargs(self) -> dict[str, Any]:
+        from . import ingest
+
+        return {
+            "dpi": self.dpi or ingest.DEFAULT_DPI,
+            "pages": self.pages,
+            "max_pixels": self.max_pixels or ingest.DEFAULT_MAX_PIXELS,
+            "password": self.password,
+        }
+
+    def decoding_settings(self) -> dict[str, Any]:
+        """What changes the output for the same file, schema and model (part of the batch key)."""
+        k = self.ingest_kwargs()
+        return {"pages": k["pages"], "dpi": k["dpi"], "max_pixels": k["max_pixels"],
+                "experts": self.experts, "retries": self.retries, "unmask": self.unmask,
+                "decoding": "greedy"}
+
+
+EngineFactory = Callable[[RunOptions, Console], Any]
+
+
+def load_engine(opts: RunOptions, console: Console):
+    """The engine for `opts.model` (a local checkpoint directory), loaded once per process."""
+    model = opts.model or os.environ.get("DOCEXTRACT_MODEL")
+    if not model:
+        raise ModelError("no model given",
+                         hint="pass --model DIR (a local Qwen3.5 checkpoint) or set DOCEXTRACT_MODEL")
+    path = Path(model)
+    if not path.is_dir():
+        raise ModelError(f"{display_name(model)}: not a model directory",
+                         hint="download one with 'docextract model pull REPO_ID'")
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{display_name(model)}: no config.json in the model directory",
+                         hint="download one with 'docextract model pull REPO_ID'")
+    from .engine import Engine
+
+    console.info(f"loading model {path.name} ({opts.experts} experts)")
+    t0 = time.monotonic()
+    engine = Engine.load(path, device=opts.device or "auto", experts=opts.experts)
+    console.debug(f"model loaded in {time.monotonic() - t0:.1f} s")
+    return engine
+
+
+def prompt_for(spec) -> str:
+    """The user text that follows the page images."""
+    schema_text = json.dumps(spec.json_schema, separators=(",", ":"), ensure_ascii=False)
+    return (f"{spec.instruction.strip()}\n\n"
+            "Answer with one JSON object only, conforming to this JSON Schema:\n"
+            f"{schema_text}")
+
+
+def max_new_tokens_for(schema: dict[str, Any], cap: int = 32768) -> int:
+    """An upper bound on the tokens of any compact JSON value the schema admits (a token is at
+    least one byte), capped: the schema's maxLength/maxItems bounds make this finite."""
+    defs = schema.get("$defs", {})
+
+    def size(node: dict[str, Any], depth: int = 0) -> int:
+        if depth > 32:
+            return cap
+        if "$ref" in node:
+            return size(defs.get(node["$ref"].rsplit("/", 1)[-1], {}), depth + 1)
+        for key in ("anyOf", "oneOf"):
+            if key in node:
+                return max(size(n, depth + 1) for n in node[key])
+        if "enum" in node:
+            return max(len(json.dumps(v, ensure_ascii=False).encode()) for v in node["enum"])
+        if "const" in node:
+            return len(json.dumps(node["const"], ensure_ascii=False).encode())
+        kind = node.get("type")
+        if isinstance(kind, list):
+            return max(size({**node, "type": k}, depth + 1) for k in kind)
+        if kind == "object":
+            props = node.get("properties", {})
+            return 2 + sum(len(k.encode()) + 4 + size(v, depth + 1) for k, v in props.items())
+        if kind == "array":
+            return 2 + node.get("maxItems", cap) * (1 + size(node.get("items", {}), depth + 1))
+        if kind == "string":
+            # Escapes can take up to 6 bytes a character (\uXXXX).
+            return 2 + 6 * node.get("maxLength", cap)
+        if kind in ("number", "integer"):
+            return 32
+        if kind == "boolean":
+            return 5
+        return 4
+
+    return min(cap, size(schema) + 1)
+
+
+def extract(pages: Sequence[Any], spec, engine, *, unmask: bool = False,
+            retries: int = DEFAULT_RETRIES) -> dict[str, Any]:
+    """One document's pages -> record fields: data, valid, errors, masked, timing, model."""
+    from .engine.api import Request
+
+    prompt = prompt_for(spec)
+    request = Request(prompt=prompt, images=[p.image for p in pages],
+                      image_labels=[f"Page {p.number}" for p in pages],
+                      json_schema=spec.json_schema, max_new_tokens=max_new_tokens_for(spec.json_schema))
+    timing: dict[str, float] = {"prefill_s": 0.0, "decode_s": 0.0, "tokens": 0}
+    attempts = 0
+    validation = None
+    while True:
+        attempts += 1
+        (completion,) = engine.generate([request])
+        for key in ("prefill_s", "decode_s"):
+            timing[key] += float(completion.timings.get(key, 0.0))
+        timing["tokens"] += len(completion.tokens)
+        validation = spec.validate(completion.text)
+        if completion.finish_reason == "length":
+            validation.issues.insert(0, _issue("", "truncated",
+                                               "generation stopped at max_new_tokens"))
+        hard = [i for i in validation.issues if i.severity == "error" and i.type != "truncated"]
+        if validation.valid or not hard or attempts > retries or validation.data is None:
+            break
+        request = Request(prompt=prompt + "\n\n" + feedback_text(hard), images=request.images,
+                          image_labels=request.image_labels, json_schema=request.json_schema,
+                          max_new_tokens=request.max_new_tokens)
+    data, masked = validation.data, []
+    if data is not None and not unmask:
+        data, masked = spec.mask(data)
+    return {"data": data, "valid": validation.valid, "errors": validation.errors,
+            "masked": masked, "attempts": attempts, "timing": timing,
+            "model": {"name": getattr(engine, "name", "unknown"),
+                      "experts": getattr(engine, "experts", "unknown")}}
+
+
+def feedback_text(issues) -> str:
+    """The retry prompt: name each failing field (never its value) and ask to read it again."""
+    lines = [f"- {i.loc or '(document)'}: {i.msg}" for i in issues[:20]]
+    return ("Your previous answer failed these checks. Read those fields on the page again and "
+            "copy them exactly as printed; if the document itself has the error, keep what is "
+            "printed:\n" + "\n".join(lines))
+
+
+def _issue(loc: str, type_: str, msg: str):
+    from .schemas import Issue
+
+    return Issue(loc=loc, type=type_, msg=msg)
+
+
+def error_record(source: str, exc: DocextractError, *, sha256: str | None, schema_ref: str | None,
+                 ) -> dict[str, Any]:
+    return {"source": source, "sha256": sha256, "schema": schema_ref, "pages": 0, "data": None,
+            "valid": False,
+            "errors": [{"loc": "", "type": exc.record_type, "msg": exc.message, "severity": "error"}]}
+
+
+def process_file(source: str, spec, opts: RunOptions, get_engine: Callable[[], Any],
+                 stdin=None) -> dict[str, Any]:
+    """Read one input and extract it; input errors raise InputError."""
+    from . import ingest
+
+    t0 = time.monotonic()
+    pages = ingest.load(source, stdin=stdin, **opts.ingest_kwargs())
+    ingest_s = time.monotonic() - t0
+    record: dict[str, Any] = {"source": display_name(source), "sha256": pages[0].sha256,
+                              "schema": spec.ref, "pages": len(pages)}
+    result = extract(pages, spec, get_engine(), unmask=opts.unmask, retries=opts.retries)
+    result["timing"] = {"ingest_s": round(ingest_s, 4),
+                        **{k: (round(v, 4) if isinstance(v, float) else v)
+                           for k, v in result["timing"].items()}}
+    record.update(result)
+    return record
+
+
+def run_files(files: Sequence[str], opts: RunOptions, console: Console, *, out: str | None = None,
+              engine_factory: EngineFactory | None = None) -> ExitCode:
+    """`docextract run`: one record per input; one input -> one JSON object, several -> JSONL.
+
+    Exit code: 3 if any input could not be read, else 4 on an engine failure, else 1 if any
+    extraction is invalid, else 0. With one input, an unreadable file is only an error line
+    (nothing on stdout); with several, it is also an error record, so the JSON Lines keep one
+    line per input.
+    """
+    from . import schemas
+
+    spec = schemas.get(opts.schema)
+    engine = None
+
+    def get_engine():
+        nonlocal engine
+        if engine is None:
+            engine = (engine_factory or load_engine)(opts, console)
+        return engine
+
+    records: list[dict[str, Any]] = []
+    code = ExitCode.OK
+    single = len(files) == 1
+    with console.progress("documents", total=len(files)) as bar:
+        for source in files:
+            try:
+                record = process_file(source, spec, opts, get_engine)
+            except InputError as exc:
+                if single:
+                    raise
+                console.error(exc.message, exc.hint)
+                record = error_record(display_name(source), exc, sha256=None, schema_ref=spec.ref)
+                code = ExitCode.INPUT
+            except ModelError:
+                raise
+            if not record["valid"] and code == ExitCode.OK:
+                code = ExitCode.VALIDATION_FAILED
+            records.append(record)
+            if out is None and not single:
+                console.emit_line(record)
+            bar.update(1)
+    if out is not None:
+        text = (dumps(records[0], pretty=True) + "\n" if single
+                else "".join(dumps(r) + "\n" for r in records))
+        atomic_write_text(out, text)
+        console.info(f"wrote {len(records)} record(s) to {display_name(out)}")
+    elif single:
+        console.emit(records[0])
+    return code
+
+
+def validate_document(text: str, spec, *, unmask: bool = False) -> dict[str, Any]:
+    """`docextract validate`: check a JSON document against a schema's shape and domain rules.
+    Not JSON at all -> InputError (exit 3)."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    validation = spec.validate(obj)
+    data, masked = validation.data, []
+    if data is not None and not unmask:
+        data, masked = spec.mask(data)
+    return {"schema": spec.ref, "valid": validation.valid, "errors": validation.errors,
+            "masked": masked, "data": data}
