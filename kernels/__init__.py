@@ -1,5 +1,10 @@
 """Kernels: one folder per op, a plain-torch `naive.py` beside the Triton code.
 
 Imports torch and triton only. Dispatch: Triton on CUDA, naive elsewhere; DOCEXTRACT_KERNELS=
-naive|triton forces one.
+naive|triton forces one (each op's `impl=` argument overrides it). Triton modules are imported on
+first use, so TRITON_INTERPRET=1 (Triton on CPU tensors) may be set after importing this package.
 """
+
+from .norm import gated_rms_norm, rms_norm
+
+__all__ = ["rms_norm", "gated_rms_norm"]

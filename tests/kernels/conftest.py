@@ -1,0 +1,34 @@
+"""Kernel tests run the Triton kernels on the CPU through the interpreter, against naive.py."""
+
+import os
+
+# before anything imports a module with @triton.jit (kernels import theirs lazily, on first use)
+os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+def rel_rms_error(ref: torch.Tensor, out: torch.Tensor) -> float:
+    """sqrt(mean((ref - out)^2)) / sqrt(mean(ref^2)), in float64; 0 when both are all zero."""
+    ref64, out64 = ref.detach().double().cpu(), out.detach().double().cpu()
+    num = (ref64 - out64).pow(2).mean().sqrt().item()
+    den = ref64.pow(2).mean().sqrt().item()
+    return num / den if den > 0 else num
+
+
+def _assert_close(name: str, ref: torch.Tensor, out: torch.Tensor, ratio: float) -> None:
+    if ref.shape != out.shape:
+        raise AssertionError(f"{name}: shape {tuple(out.shape)} != reference {tuple(ref.shape)}")
+    if not torch.isfinite(out.float()).all():
+        raise AssertionError(f"{name}: output has non-finite values")
+    err = rel_rms_error(ref, out)
+    if not err <= ratio:
+        raise AssertionError(f"{name}: relative RMS error {err:.3e} > {ratio:.1e}")
+
+
+@pytest.fixture
+def assert_close():
+    """assert_close(name, ref, out, ratio): relative RMS error of out against ref <= ratio."""
+    return _assert_close
+
