@@ -332,20 +332,24 @@ def _main(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: click's own usage errors also become `error:` + `hint:`."""
-    import click
+    try:  # typer 0.2x vendors click
+        from typer._click import exceptions as click_exc
+    except ImportError:  # older typer uses click itself
+        from click import exceptions as click_exc
 
     console = Console()
     try:
         code = typer.main.get_command(app).main(args=argv, prog_name="docextract",
                                                 standalone_mode=False)
-    except click.exceptions.UsageError as exc:
+    except click_exc.UsageError as exc:
         path = exc.ctx.command_path if exc.ctx else "docextract"
-        console.error(exc.format_message(), f"see '{path} --help'")
+        if exc.format_message().strip():  # empty when help was shown for a bare command
+            console.error(exc.format_message(), f"see '{path} --help'")
         code = int(ExitCode.USAGE)
-    except click.exceptions.Abort:
+    except (click_exc.Abort, typer.Abort):
         console.error("interrupted")
         code = int(ExitCode.INTERRUPTED)
-    except click.exceptions.ClickException as exc:
+    except click_exc.ClickException as exc:
         console.error(exc.format_message())
         code = exc.exit_code
     sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,162 @@
+"""`docextract run` through the fake engine: stdout is pure JSON, the record format, exit codes,
+masking, the validation-feedback retry, --out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from docextract import pipeline
+from docextract.cli import app
+
+GOOD = '{"id_number":"234123412346","items":[1,2],"total":3}'
+BAD = '{"id_number":"234123412346","items":[1,2],"total":4}'
+
+
+@pytest.fixture
+def images(tmp_path):
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"doc{i}.png"
+        Image.new("RGB", (300 + 10 * i, 200), (255, 255 - i, 255)).save(p)
+        paths.append(str(p))
+    return paths
+
+
+@pytest.fixture
+def use_engine(monkeypatch, fake_engine):
+    def install(answer, **kw):
+        engine = fake_engine(answer, **kw)
+        monkeypatch.setattr(pipeline, "load_engine", lambda opts, console: engine)
+        return engine
+    return install
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_one_file_prints_one_record(receipt_spec, use_engine, images):
+    engine = use_engine(GOOD)
+    res = invoke("run", images[0], "--schema", "receipt")
+    assert res.exit_code == 0, res.output
+    record = json.loads(res.stdout)  # pure JSON on stdout
+    assert record["source"] == images[0]
+    assert record["schema"] == "receipt@3"
+    assert record["pages"] == 1 and len(record["sha256"]) == 64
+    assert record["valid"] is True and record["errors"] == []
+    assert record["model"] == {"name": "fake-model", "experts": "bf16"}
+    assert set(record["timing"]) >= {"ingest_s", "prefill_s", "decode_s", "tokens"}
+    # Masked by default; the record says what was masked.
+    assert record["data"]["id_number"] == "XXXXXXXX2346"
+    assert record["masked"] == ["id_number"]
+    (req,) = engine.requests
+    assert req.image_labels == ["Page 1"] and len(req.images) == 1
+    assert req.json_schema == receipt_spec.json_schema
+    assert "Read the receipt." in req.prompt
+
+
+def test_unmask(receipt_spec, use_engine, images):
+    use_engine(GOOD)
+    record = json.loads(invoke("run", images[0], "-s", "receipt", "--unmask").stdout)
+    assert record["data"]["id_number"] == "234123412346" and record["masked"] == []
+
+
+def test_several_files_print_json_lines(receipt_spec, use_engine, images):
+    use_engine(GOOD)
+    res = invoke("run", *images, "--schema", "receipt")
+    assert res.exit_code == 0
+    lines = res.stdout.splitlines()
+    assert [json.loads(line)["source"] for line in lines] == images
+
+
+def test_invalid_extraction_exits_1_and_retries_once(receipt_spec, use_engine, images):
+    engine = use_engine(BAD)
+    res = invoke("run", images[0], "--schema", "receipt")
+    assert res.exit_code == 1
+    record = json.loads(res.stdout)
+    assert record["valid"] is False and record["attempts"] == 2
+    assert record["errors"][0]["type"] == "total_mismatch"
+    assert record["errors"][0]["loc"] == "total"
+    # The retry names the failing field but never repeats document content.
+    retry = engine.requests[1].prompt
+    assert "total: total is not the sum of the items" in retry
+    assert "234123412346" not in retry
+
+
+def test_retry_can_fix(receipt_spec, use_engine, images):
+    answers = iter([BAD, GOOD])
+    use_engine(lambda r: next(answers))
+    record = json.loads(invoke("run", images[0], "-s", "receipt").stdout)
+    assert record["valid"] is True and record["attempts"] == 2
+
+
+def test_retries_zero(receipt_spec, use_engine, images):
+    engine = use_engine(BAD)
+    invoke("run", images[0], "-s", "receipt", "--retries", "0")
+    assert len(engine.requests) == 1
+
+
+def test_warning_does_not_invalidate(receipt_spec, use_engine, images):
+    use_engine('{"id_number":"234123412346","items":[],"total":0}')
+    res = invoke("run", images[0], "-s", "receipt")
+    record = json.loads(res.stdout)
+    assert res.exit_code == 0 and record["valid"] is True
+    assert record["errors"][0]["severity"] == "warning"
+
+
+def test_truncated_generation_is_reported(receipt_spec, use_engine, images):
+    use_engine('{"id_number":"2341', finish_reason="length")
+    res = invoke("run", images[0], "-s", "receipt")
+    record = json.loads(res.stdout)
+    assert res.exit_code == 1
+    assert record["data"] is None
+    assert record["errors"][0]["type"] == "truncated"
+
+
+def test_bad_file_among_several_becomes_a_record(receipt_spec, use_engine, images, tmp_path):
+    use_engine(GOOD)
+    missing = str(tmp_path / "nope.pdf")
+    res = invoke("run", images[0], missing, images[1], "-s", "receipt")
+    assert res.exit_code == 3
+    records = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["valid"] for r in records] == [True, False, True]
+    assert records[1]["data"] is None and records[1]["errors"][0]["type"] == "input"
+    assert "error:" in res.stderr and "nope.pdf" in res.stderr
+
+
+def test_out_file_is_written_and_stdout_stays_empty(receipt_spec, use_engine, images, tmp_path):
+    use_engine(GOOD)
+    out = tmp_path / "r.json"
+    res = invoke("run", images[0], "-s", "receipt", "--out", str(out))
+    assert res.exit_code == 0 and res.stdout == ""
+    assert json.loads(out.read_text())["valid"] is True
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_no_model_is_exit_4_with_hint(receipt_spec, images, monkeypatch):
+    monkeypatch.delenv("DOCEXTRACT_MODEL", raising=False)
+    res = invoke("run", images[0], "-s", "receipt")
+    assert res.exit_code == 4
+    assert res.stderr.startswith("error: no model given")
+    assert "hint:" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_model_dir_without_config_is_exit_4(receipt_spec, images, tmp_path):
+    res = invoke("run", images[0], "-s", "receipt", "--model", str(tmp_path))
+    assert res.exit_code == 4 and "model pull" in res.stderr
+
+
+def test_unknown_schema_is_exit_2(images):
+    res = invoke("run", images[0], "--schema", "no_such_schema")
+    assert res.exit_code == 2 and res.stderr.startswith("error:")
+
+
+def test_max_new_tokens_is_bounded_by_the_schema(receipt_spec):
+    n = pipeline.max_new_tokens_for(receipt_spec.json_schema)
+    # 12-char id, up to 5 integers, one integer: a few hundred bytes at most.
+    assert 50 < n < 1000
+    assert pipeline.max_new_tokens_for({"type": "string"}) == 32768
