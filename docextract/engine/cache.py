@@ -1,0 +1,81 @@
+"""Decoding state of a batch of sequences, one slot per sequence.
+
+Full-attention layers keep keys and values (post-RoPE) per slot; Gated DeltaNet layers keep the
+last K-1 conv inputs and the fp32 recurrent state per slot, neither growing with the sequence.
+A slot's length counts the tokens its sequence has been fed; layers write at that offset and the
+model advances it once per forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..errors import ModelError
+from .config import TextConfig
+
+
+class Cache:
+    def __init__(self, config: TextConfig, num_slots: int, max_len: int, *, dtype: torch.dtype, device: torch.device | str):
+        self.num_slots, self.max_len = num_slots, max_len
+        self.lengths = [0] * num_slots
+        kv_shape = (num_slots, config.num_key_value_heads, max_len, config.head_dim)
+        # per layer: k, v [slots, nkv, max_len, hd]
+        self.kv = {
+            i: (torch.zeros(kv_shape, dtype=dtype, device=device), torch.zeros(kv_shape, dtype=dtype, device=device))
+            for i in config.full_attention_layers
+        }
+        # per layer: [slots, conv_dim, K-1]
+        self.conv = {
+            i: torch.zeros(num_slots, config.conv_dim, config.linear_conv_kernel_dim - 1, dtype=dtype, device=device)
+            for i in config.linear_attention_layers
+        }
+        # per layer: [slots, Hv, Dk, Dv], fp32 like the reference (mamba_ssm_dtype)
+        state_shape = (num_slots, config.linear_num_value_heads, config.linear_key_head_dim, config.linear_value_head_dim)
+        self.recurrent = {
+            i: torch.zeros(state_shape, dtype=torch.float32, device=device) for i in config.linear_attention_layers
+        }
+
+    def reset(self, slots: Sequence[int]) -> None:
+        """Empty the given slots for new sequences."""
+        for slot in slots:
+            self.lengths[slot] = 0
+        idx = list(slots)
+        for state in (*self.conv.values(), *self.recurrent.values()):
+            state[idx] = 0
+
+    def _check_room(self, slot: int, n: int) -> None:
+        if self.lengths[slot] + n > self.max_len:
+            raise ModelError(
+                f"engine: sequence in cache slot {slot} would exceed {self.max_len} tokens",
+                hint="lower max_new_tokens or the image size",
+            )
+
+    def append_kv(self, layer: int, slot: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v [nkv, n, hd] after the slot's past; return all its keys and values [nkv, past+n, hd]."""
+        past, n = self.lengths[slot], k.shape[1]
+        self._check_room(slot, n)
+        keys, values = self.kv[layer]
+        keys[slot, :, past : past + n] = k
+        values[slot, :, past : past + n] = v
+        return keys[slot, :, : past + n], values[slot, :, : past + n]
+
+    def decode_kv(
+        self, layer: int, slots: Sequence[int], k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Store one token per slot (k, v [S, nkv, hd]); return keys, values [S, nkv, L, hd] padded
+        to the longest slot and the valid length of each [S]."""
+        keys, values = self.kv[layer]
+        past = torch.tensor([self.lengths[s] for s in slots], device=k.device)
+        for s in slots:
+            self._check_room(s, 1)
+        idx = torch.tensor(list(slots), device=k.device)
+        keys[idx, :, past] = k
+        values[idx, :, past] = v
+        width = int(past.max()) + 1
+        return keys[idx, :, :width], values[idx, :, :width], past + 1
+
+    def advance(self, slots: Sequence[int], seq_lens: Sequence[int]) -> None:
+        for slot, n in zip(slots, seq_lens):
+            self.lengths[slot] += n

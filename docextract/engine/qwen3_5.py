@@ -1,0 +1,545 @@
+"""Qwen3.5 (MoE and dense): the multimodal model, with the text decoder written out here.
+
+The module tree mirrors the official checkpoint, so `state_dict()` keys are the checkpoint keys
+(`model.language_model.*`, `model.visual.*`, `lm_head.weight` unless tied; routed experts fused
+per layer as `mlp.experts.gate_up_proj` [E, 2I, H] and `mlp.experts.down_proj` [E, H, I]).
+
+Tokens travel packed: a forward takes `T` tokens of `S` sequences laid end to end ([T, H], no
+batch dimension) plus a `Batch` saying how long each sequence is. Attention and the DeltaNet
+recurrence never cross a sequence boundary, so a batch gives each sequence exactly what it gets
+alone and padding never touches any state. Each op is a plain function (rms_norm,
+gated_rms_norm, causal_conv1d, gated_delta_chunk, gated_delta_step, moe, ...) so that Triton
+kernels can replace them one by one (issue 6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ModelError
+from .cache import Cache
+from .config import ModelConfig, TextConfig
+from .vision import VisionModel
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+CHUNK_SIZE = 64
+
+
+@dataclass
+class Batch:
+    """Forward state of one packed step: S sequences, T tokens in all.
+
+    `seq_lens[s]` new tokens of sequence s (sum T); `positions` [3, T] M-RoPE positions (T/H/W
+    streams); with a `cache`, sequence s reads and extends the state in `slots[s]`.
+    """
+
+    seq_lens: list[int]
+    positions: torch.Tensor
+    cache: Cache | None = None
+    slots: list[int] | None = None
+
+    @property
+    def offsets(self) -> list[int]:
+        out = [0]
+        for n in self.seq_lens:
+            out.append(out[-1] + n)
+        return out
+
+    @property
+    def is_decode(self) -> bool:
+        """One new token per sequence on top of a cache: the recurrent forms apply."""
+        return self.cache is not None and all(n == 1 for n in self.seq_lens)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """Zero-centred RMSNorm: x / rms(x) * (1 + w), in fp32. x [..., D], weight [D]."""
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return (xf * (1.0 + weight.float())).to(x.dtype)
+
+
+def gated_rms_norm(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """DeltaNet output norm: (x / rms(x)) * w * silu(z), plain w. x, z [..., D], weight [D]."""
+    xf = x.float()
+    normed = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+    return (weight * normed * F.silu(z.float())).to(x.dtype)
+
+
+def l2_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """x / sqrt(sum(x^2) + eps) over the last dim, in fp32."""
+    xf = x.float()
+    return xf * torch.rsqrt((xf * xf).sum(-1, keepdim=True) + eps)
+
+
+def causal_conv1d(
+    x: torch.Tensor, weight: torch.Tensor, seq_lens: Sequence[int], initial_state: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depthwise causal conv + SiLU over packed sequences.
+
+    x [T, C] (S sequences of `seq_lens`), weight [C, K], initial_state [S, C, K-1] (the K-1 inputs
+    before each sequence; zeros when None) -> (y [T, C], final_state [S, C, K-1]).
+    """
+    channels, taps = weight.shape
+    outs, finals, start = [], [], 0
+    for s, n in enumerate(seq_lens):
+        xs = x[start : start + n].t()
+        if initial_state is None:
+            prev = xs.new_zeros(channels, taps - 1)
+        else:
+            prev = initial_state[s].to(xs.dtype)
+        full = torch.cat([prev, xs], dim=1)
+        # [1, C, K-1+n] -> [1, C, n]
+        y = F.conv1d(full.unsqueeze(0).to(weight.dtype), weight.unsqueeze(1), groups=channels)
+        outs.append(F.silu(y[0]).t().to(x.dtype))
+        finals.append(full[:, full.shape[1] - (taps - 1) :])
+        start += n
+    return torch.cat(outs, dim=0), torch.stack(finals)
+
+
+def causal_conv1d_step(x: torch.Tensor, weight: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One token per sequence: x [S, C], weight [C, K], state [S, C, K-1] -> (y [S, C], new state)."""
+    full = torch.cat([state.to(x.dtype), x.unsqueeze(-1)], dim=-1)
+    y = (full.to(weight.dtype) * weight).sum(-1)
+    return F.silu(y).to(x.dtype), full[..., 1:]
+
+
+def _expand_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Grouped value heads: key head j serves value heads j*r .. j*r+r-1. [..., Hk, D] -> [..., Hv, D]."""
+    return x.repeat_interleave(num_heads // x.shape[-2], dim=-2)
+
+
+def gated_delta_chunk(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    seq_lens: Sequence[int],
+    initial_state: torch.Tensor | None = None,
+    chunk_size: int = CHUNK_SIZE,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gated delta rule in chunked form over packed sequences (prefill).
+
+    q, k [T, Hk, Dk] (L2-normalised, q scaled by Dk^-0.5), v [T, Hv, Dv], g [T, Hv] (log decay,
+    fp32), beta [T, Hv], initial_state [S, Hv, Dk, Dv] fp32 or None
+    -> (o [T, Hv, Dv] in v's dtype, final_state [S, Hv, Dk, Dv] fp32).
+    """
+    num_heads, dk, dv = v.shape[1], k.shape[-1], v.shape[-1]
+    outs, finals, start = [], [], 0
+    for s, n in enumerate(seq_lens):
+        sl = slice(start, start + n)
+        start += n
+        # [Hv, n, D] fp32
+        qs, ks = (_expand_heads(t[sl], num_heads).float().transpose(0, 1) for t in (q, k))
+        vs = v[sl].float().transpose(0, 1)
+        gs, bs = g[sl].float().t(), beta[sl].float().t()
+        pad = (-n) % chunk_size
+        qs, ks, vs = (F.pad(t, (0, 0, 0, pad)) for t in (qs, ks, vs))
+        gs, bs = F.pad(gs, (0, pad)), F.pad(bs, (0, pad))
+        chunks = (n + pad) // chunk_size
+        # [Hv, N, C, D] and [Hv, N, C]
+        qs, ks, vs = (t.reshape(num_heads, chunks, chunk_size, -1) for t in (qs, ks, vs))
+        gs, bs = (t.reshape(num_heads, chunks, chunk_size) for t in (gs, bs))
+        gamma = gs.cumsum(-1)
+        lower = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=q.device).tril()
+        # D_ij = exp(gamma_i - gamma_j) for i >= j: [Hv, N, C, C]
+        decay = (gamma.unsqueeze(-1) - gamma.unsqueeze(-2)).masked_fill(~lower, float("-inf")).exp()
+        kb = ks * bs.unsqueeze(-1)
+        a = (kb @ ks.transpose(-1, -2) * decay).tril(-1)
+        eye = torch.eye(chunk_size, dtype=a.dtype, device=a.device)
+        # U = (I + A)^-1 B V, W = (I + A)^-1 B (K * exp(gamma))
+        u = torch.linalg.solve_triangular(eye + a, vs * bs.unsqueeze(-1), upper=False, unitriangular=True)
+        w = torch.linalg.solve_triangular(eye + a, kb * gamma.exp().unsqueeze(-1), upper=False, unitriangular=True)
+        attn = (qs @ ks.transpose(-1, -2)) * decay
+        q_dec = qs * gamma.exp().unsqueeze(-1)
+        k_dec = ks * (gamma[..., -1:] - gamma).exp().unsqueeze(-1)
+        tail = gamma[..., -1].exp()
+        state = (
+            q.new_zeros(num_heads, dk, dv, dtype=torch.float32)
+            if initial_state is None
+            else initial_state[s].float()
+        )
+        out = torch.empty_like(vs)
+        for c in range(chunks):
+            v_new = u[:, c] - w[:, c] @ state
+            out[:, c] = q_dec[:, c] @ state + attn[:, c] @ v_new
+            state = state * tail[:, c, None, None] + k_dec[:, c].transpose(-1, -2) @ v_new
+        outs.append(out.reshape(num_heads, -1, dv)[:, :n].transpose(0, 1))
+        finals.append(state)
+    return torch.cat(outs, dim=0).to(v.dtype), torch.stack(finals)
+
+
+def gated_delta_step(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor, state: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gated delta rule, recurrent form, one token per sequence (decode).
+
+    q, k [S, Hk, Dk] (normalised, q scaled), v [S, Hv, Dv], g, beta [S, Hv], state [S, Hv, Dk, Dv]
+    fp32 -> (o [S, Hv, Dv] in v's dtype, new state fp32).
+    """
+    num_heads = v.shape[1]
+    qf, kf = (_expand_heads(t, num_heads).float() for t in (q, k))
+    vf = v.float()
+    state = state.float() * g.float().exp()[..., None, None]
+    read = (state * kf.unsqueeze(-1)).sum(-2)
+    delta = (vf - read) * beta.float().unsqueeze(-1)
+    state = state + kf.unsqueeze(-1) * delta.unsqueeze(-2)
+    out = (state * qf.unsqueeze(-1)).sum(-2)
+    return out.to(v.dtype), state
+
+
+def rope_cos_sin(positions: torch.Tensor, config: TextConfig, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Interleaved M-RoPE tables. positions [3, T] (T/H/W) -> cos, sin [T, rotary_dim].
+
+    Frequency i follows stream H when i % 3 == 1 and i < 3*section[1], W when i % 3 == 2 and
+    i < 3*section[2], else T; with equal streams (text) this is plain 1-D RoPE.
+    """
+    rot = config.rotary_dim
+    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, rot, 2, dtype=torch.float32, device=positions.device) / rot))
+    # [3, T, rot/2]
+    freqs = positions.float().unsqueeze(-1) * inv_freq
+    mixed = freqs[0].clone()
+    for stream in (1, 2):
+        idx = slice(stream, config.mrope_section[stream] * 3, 3)
+        mixed[..., idx] = freqs[stream, ..., idx]
+    emb = torch.cat([mixed, mixed], dim=-1)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Partial rotate-half RoPE on the first rotary_dim dims. x [T, heads, hd], cos/sin [T, rot]."""
+    rot = cos.shape[-1]
+    xr, xp = x[..., :rot], x[..., rot:]
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    return torch.cat([xr * cos + _rotate_half(xr) * sin, xp], dim=-1)
+
+
+def swiglu(x: torch.Tensor, gate_w: torch.Tensor, up_w: torch.Tensor, down_w: torch.Tensor) -> torch.Tensor:
+    """down(silu(gate x) * up x). x [T, H], gate_w/up_w [I, H], down_w [H, I] -> [T, H]."""
+    return F.linear(F.silu(F.linear(x, gate_w)) * F.linear(x, up_w), down_w)
+
+
+def route(x: torch.Tensor, router_w: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax over all experts in fp32, top-k, renormalised. x [T, H], router_w [E, H]
+    -> (weights [T, k] in x's dtype, expert ids [T, k])."""
+    logits = F.linear(x, router_w)
+    probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
+    top, ids = torch.topk(probs, top_k, dim=-1)
+    top = top / top.sum(-1, keepdim=True)
+    return top.to(logits.dtype), ids
+
+
+def moe(x: torch.Tensor, router_w: torch.Tensor, gate_up: torch.Tensor, down: torch.Tensor, top_k: int) -> torch.Tensor:
+    """Routed experts (reference: a loop over the experts that received tokens).
+
+    x [T, H], router_w [E, H], gate_up [E, 2I, H] (gate rows first), down [E, H, I] -> [T, H].
+    """
+    weights, ids = route(x, router_w, top_k)
+    out = torch.zeros_like(x)
+    for e in ids.unique().tolist():
+        tok, slot = torch.where(ids == e)
+        gate, up = F.linear(x[tok], gate_up[e]).chunk(2, dim=-1)
+        y = F.linear(F.silu(gate) * up, down[e]) * weights[tok, slot, None]
+        out.index_add_(0, tok, y.to(out.dtype))
+    return out
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
+    """q [B, nh, L, hd], k/v [B, nkv, S, hd] (GQA) -> [B, nh, L, hd]."""
+    groups = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=scale)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float, dtype: torch.dtype):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(dim, dtype=dtype), requires_grad=False)
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return rms_norm(x, self.weight, self.eps)
+
+
+class GatedNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(dim, dtype=torch.float32), requires_grad=False)
+        self.eps = eps
+
+
+def _linear(n_in: int, n_out: int, dtype: torch.dtype) -> nn.Linear:
+    layer = nn.Linear(n_in, n_out, bias=False, dtype=dtype)
+    layer.weight.requires_grad_(False)
+    return layer
+
+
+class GatedDeltaNet(nn.Module):
+    """Linear-attention mixer: causal conv over [q|k|v], gated delta rule, gated norm."""
+
+    def __init__(self, config: TextConfig, layer_idx: int, dtype: torch.dtype):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.cfg = config
+        h, nv = config.hidden_size, config.linear_num_value_heads
+        self.in_proj_qkv = _linear(h, config.conv_dim, dtype)
+        self.in_proj_z = _linear(h, config.linear_value_dim, dtype)
+        self.in_proj_b = _linear(h, nv, dtype)
+        self.in_proj_a = _linear(h, nv, dtype)
+        self.conv1d = nn.Module()
+        self.conv1d.weight = nn.Parameter(
+            torch.empty(config.conv_dim, 1, config.linear_conv_kernel_dim, dtype=dtype), requires_grad=False
+        )
+        self.dt_bias = nn.Parameter(torch.empty(nv, dtype=dtype), requires_grad=False)
+        # Decay rates stay fp32: bf16 A_log hurts long-context state decay.
+        self.A_log = nn.Parameter(torch.empty(nv, dtype=torch.float32), requires_grad=False)
+        self.norm = GatedNorm(config.linear_value_head_dim, config.rms_norm_eps)
+        self.out_proj = _linear(config.linear_value_dim, h, dtype)
+
+    def forward(self, x: torch.Tensor, batch: Batch) -> torch.Tensor:
+        cfg, T = self.cfg, x.shape[0]
+        mixed = self.in_proj_qkv(x)
+        z = self.in_proj_z(x).view(T, -1, cfg.linear_value_head_dim)
+        b, a = self.in_proj_b(x), self.in_proj_a(x)
+        conv_w = self.conv1d.weight[:, 0]
+        cache = batch.cache
+        if cache is not None:
+            slots = batch.slots
+            conv_state, rec_state = cache.conv[self.layer_idx][slots], cache.recurrent[self.layer_idx][slots]
+        if batch.is_decode:
+            mixed, conv_state = causal_conv1d_step(mixed, conv_w, conv_state)
+        else:
+            mixed, conv_state = causal_conv1d(mixed, conv_w, batch.seq_lens, conv_state if cache is not None else None)
+        q, k, v = mixed.split([cfg.linear_key_dim, cfg.linear_key_dim, cfg.linear_value_dim], dim=-1)
+        q = l2_norm(q.reshape(T, -1, cfg.linear_key_head_dim)) * cfg.linear_key_head_dim**-0.5
+        k = l2_norm(k.reshape(T, -1, cfg.linear_key_head_dim))
+        v = v.reshape(T, -1, cfg.linear_value_head_dim)
+        beta = b.sigmoid()
+        g = -self.A_log.float().exp() * F.softplus(a.float() + self.dt_bias.float())
+        if batch.is_decode:
+            o, rec_state = gated_delta_step(q, k, v, g, beta, rec_state)
+        else:
+            o, rec_state = gated_delta_chunk(q, k, v, g, beta, batch.seq_lens, rec_state if cache is not None else None)
+        if cache is not None:
+            cache.conv[self.layer_idx][slots] = conv_state.to(cache.conv[self.layer_idx].dtype)
+            cache.recurrent[self.layer_idx][slots] = rec_state
+        o = gated_rms_norm(o, z, self.norm.weight, self.norm.eps)
+        return self.out_proj(o.reshape(T, -1))
+
+
+class GatedAttention(nn.Module):
+    """Full softmax attention (GQA) with per-head q/k norm, partial M-RoPE and a sigmoid output gate."""
+
+    def __init__(self, config: TextConfig, layer_idx: int, dtype: torch.dtype):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.cfg = config
+        h, hd = config.hidden_size, config.head_dim
+        self.q_proj = _linear(h, config.num_attention_heads * hd * 2, dtype)
+        self.k_proj = _linear(h, config.num_key_value_heads * hd, dtype)
+        self.v_proj = _linear(h, config.num_key_value_heads * hd, dtype)
+        self.o_proj = _linear(config.num_attention_heads * hd, h, dtype)
+        self.q_norm = RMSNorm(hd, config.rms_norm_eps, dtype)
+        self.k_norm = RMSNorm(hd, config.rms_norm_eps, dtype)
+
+    def forward(self, x: torch.Tensor, batch: Batch, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        cfg, T = self.cfg, x.shape[0]
+        hd, scale = cfg.head_dim, cfg.head_dim**-0.5
+        # q_proj packs [query | gate] per head: [T, nh, 2*hd]
+        q, gate = self.q_proj(x).view(T, -1, 2 * hd).chunk(2, dim=-1)
+        q = apply_rope(self.q_norm(q), *rope)
+        k = apply_rope(self.k_norm(self.k_proj(x).view(T, -1, hd)), *rope)
+        v = self.v_proj(x).view(T, -1, hd)
+        cache = batch.cache
+        if batch.is_decode:
+            out = self._decode(q, k, v, batch, scale)
+        else:
+            outs = []
+            for s, (lo, hi) in enumerate(zip(batch.offsets[:-1], batch.offsets[1:])):
+                qs, ks, vs = (t[lo:hi].transpose(0, 1).unsqueeze(0) for t in (q, k, v))
+                past = 0
+                if cache is not None:
+                    slot = batch.slots[s]
+                    past = cache.lengths[slot]
+                    ks, vs = cache.append_kv(self.layer_idx, slot, ks[0], vs[0])
+                    ks, vs = ks.unsqueeze(0), vs.unsqueeze(0)
+                mask = None
+                if past:
+                    n = hi - lo
+                    mask = torch.ones(n, past + n, dtype=torch.bool, device=x.device).tril(past)
+                outs.append(_attend(qs, ks, vs, scale, mask, causal=not past)[0].transpose(0, 1))
+            out = torch.cat(outs, dim=0)
+        out = out.reshape(T, -1) * torch.sigmoid(gate.reshape(T, -1))
+        return self.o_proj(out)
+
+    def _decode(self, q, k, v, batch: Batch, scale: float) -> torch.Tensor:
+        """One token per sequence against each sequence's cached keys: q, k, v [S, heads, hd]."""
+        cache, slots = batch.cache, batch.slots
+        keys, values, lengths = cache.decode_kv(self.layer_idx, slots, k, v)
+        valid = torch.arange(keys.shape[2], device=q.device) < lengths.unsqueeze(-1)
+        out = _attend(q.unsqueeze(2), keys, values, scale, valid[:, None, None, :], causal=False)
+        return out[:, :, 0]
+
+
+class Mlp(nn.Module):
+    def __init__(self, hidden: int, intermediate: int, dtype: torch.dtype):
+        super().__init__()
+        self.gate_proj = _linear(hidden, intermediate, dtype)
+        self.up_proj = _linear(hidden, intermediate, dtype)
+        self.down_proj = _linear(intermediate, hidden, dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return swiglu(x, self.gate_proj.weight, self.up_proj.weight, self.down_proj.weight)
+
+
+class Experts(nn.Module):
+    def __init__(self, config: TextConfig, dtype: torch.dtype):
+        super().__init__()
+        e, h, i = config.num_experts, config.hidden_size, config.moe_intermediate_size
+        self.gate_up_proj = nn.Parameter(torch.empty(e, 2 * i, h, dtype=dtype), requires_grad=False)
+        self.down_proj = nn.Parameter(torch.empty(e, h, i, dtype=dtype), requires_grad=False)
+
+
+class SparseMoe(nn.Module):
+    """Top-k routed experts plus one shared expert behind a scalar sigmoid gate."""
+
+    def __init__(self, config: TextConfig, dtype: torch.dtype):
+        super().__init__()
+        self.top_k = config.num_experts_per_tok
+        self.gate = _linear(config.hidden_size, config.num_experts, dtype)
+        self.experts = Experts(config, dtype)
+        self.shared_expert = Mlp(config.hidden_size, config.shared_expert_intermediate_size, dtype)
+        self.shared_expert_gate = _linear(config.hidden_size, 1, dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        routed = moe(x, self.gate.weight, self.experts.gate_up_proj, self.experts.down_proj, self.top_k)
+        return routed + torch.sigmoid(self.shared_expert_gate(x)) * self.shared_expert(x)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: TextConfig, layer_idx: int, dtype: torch.dtype):
+        super().__init__()
+        self.is_linear = config.layer_types[layer_idx] == "linear_attention"
+        if self.is_linear:
+            self.linear_attn = GatedDeltaNet(config, layer_idx, dtype)
+        else:
+            self.self_attn = GatedAttention(config, layer_idx, dtype)
+        if config.is_moe:
+            self.mlp = SparseMoe(config, dtype)
+        else:
+            self.mlp = Mlp(config.hidden_size, config.intermediate_size, dtype)
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
+
+    def forward(self, x: torch.Tensor, batch: Batch, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        h = self.input_layernorm(x)
+        if self.is_linear:
+            x = x + self.linear_attn(h, batch)
+        else:
+            x = x + self.self_attn(h, batch, rope)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class TextModel(nn.Module):
+    def __init__(self, config: TextConfig, dtype: torch.dtype):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, dtype=dtype)
+        self.embed_tokens.weight.requires_grad_(False)
+        self.layers = nn.ModuleList(DecoderLayer(config, i, dtype) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype)
+
+    def forward(self, x: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """x [T, H] input embeddings -> [T, H] final-normed hidden states."""
+        if sum(batch.seq_lens) != x.shape[0] or batch.positions.shape != (3, x.shape[0]):
+            raise ModelError(
+                f"engine: batch of {sum(batch.seq_lens)} tokens and positions "
+                f"{tuple(batch.positions.shape)} do not fit {x.shape[0]} embeddings"
+            )
+        rope = rope_cos_sin(batch.positions, self.config, x.dtype)
+        for layer in self.layers:
+            x = layer(x, batch, rope)
+        if batch.cache is not None:
+            batch.cache.advance(batch.slots, batch.seq_lens)
+        return self.norm(x)
+
+
+class _Backbone(nn.Module):
+    def __init__(self, config: ModelConfig, dtype: torch.dtype):
+        super().__init__()
+        self.visual = VisionModel(config.vision_config, dtype)
+        self.language_model = TextModel(config.text_config, dtype)
+
+
+class Model(nn.Module):
+    """Qwen3.5 image-text-to-text model (`Qwen3_5[Moe]ForConditionalGeneration` layout).
+
+    Built without initialising anything (`Model.empty`), then filled by the loader.
+    """
+
+    def __init__(self, config: ModelConfig, dtype: torch.dtype = torch.bfloat16):
+        super().__init__()
+        self.config = config
+        self.model = _Backbone(config, dtype)
+        if not config.tie_word_embeddings:
+            self.lm_head = _linear(config.text_config.hidden_size, config.text_config.vocab_size, dtype)
+
+    @classmethod
+    def empty(cls, config: ModelConfig, dtype: torch.dtype, device: str | torch.device) -> Model:
+        """The model with uninitialised storage on `device` (no random init, no double memory)."""
+        with torch.device("meta"):
+            model = cls(config, dtype)
+        return model.to_empty(device=device).eval()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.language_model.embed_tokens.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.language_model.embed_tokens.weight.device
+
+    def make_cache(self, num_slots: int, max_len: int) -> Cache:
+        """Decoding state for `num_slots` sequences of up to `max_len` tokens each."""
+        return Cache(self.config.text_config, num_slots, max_len, dtype=self.dtype, device=self.device)
+
+    def encode_images(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> torch.Tensor:
+        """pixel_values [N, patch_dim], image_grid_thw [n, 3] -> [N / merge^2, H] image tokens."""
+        return self.model.visual(pixel_values.to(self.device, self.dtype), image_grid_thw)
+
+    def embed(self, input_ids: torch.Tensor, image_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids [T] -> [T, H]; rows at <|image_pad|> take image_embeds [n_pad, H] in order."""
+        x = self.model.language_model.embed_tokens(input_ids.to(self.device))
+        is_image = input_ids.to(self.device) == self.config.image_token_id
+        n_pad = int(is_image.sum())
+        n_img = 0 if image_embeds is None else image_embeds.shape[0]
+        if n_pad != n_img:
+            raise ModelError(
+                f"engine: {n_pad} <|image_pad|> tokens for {n_img} image tokens",
+                hint="expand each image placeholder to grid_t*grid_h*grid_w/merge^2 pads",
+            )
+        if n_pad:
+            x = x.masked_scatter(is_image.unsqueeze(-1), image_embeds.to(x.dtype))
+        return x
+
+    def forward(self, x: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """x [T, H] embeddings -> [T, H] final hidden states (apply `lm_logits` for logits)."""
+        return self.model.language_model(x, batch)
+
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [..., H] -> logits [..., V] (tied: the embedding matrix)."""
+        if self.config.tie_word_embeddings:
+            return F.linear(hidden, self.model.language_model.embed_tokens.weight)
+        return self.lm_head(hidden)
