@@ -121,7 +121,8 @@ class Canvas:
         w = sum(font("deva" if has_devanagari(ch) or ch == RUPEE else "regular")
                 .text_length(ch, fontsize=size) for ch in s) * 1.05
         x0 = x - w if align == "right" else x - w / 2 if align == "center" else x
-        box = (x0 - 2, y - size * 1.35, x0 + w + 2, y + size * 0.7)
+        pad = 0.0 if align == "left" else 4.0 if align == "center" else 8.0
+        box = (x0 - pad, y - size * 1.35, x0 + w + (8.0 - pad), y + size * 0.7)
         self.html(box, s, size=size, bold=bold, color=color, align=align)
         return w
 
