@@ -5,6 +5,7 @@ naive|triton forces one (each op's `impl=` argument overrides it). Triton module
 first use, so TRITON_INTERPRET=1 (Triton on CPU tensors) may be set after importing this package.
 """
 
+from .conv import causal_conv1d, causal_conv1d_update
 from .norm import gated_rms_norm, rms_norm
 
-__all__ = ["rms_norm", "gated_rms_norm"]
+__all__ = ["rms_norm", "gated_rms_norm", "causal_conv1d", "causal_conv1d_update"]
