@@ -127,9 +127,8 @@ class Console:
     # ---- progress (stderr) ----
     @contextmanager
     def progress(self, description: str, total: int | None = None) -> Iterator["Progress"]:
-        show = (self.progress_enabled and not self.quiet and self._isatty(self.err)
-                and self._progress_depth == 0)
-        bar = Progress(self, description, total, show)
+        show = self.progress_enabled and not self.quiet and self._progress_depth == 0
+        bar = Progress(self, description, total, show, live=self._isatty(self.err))
         self._progress_depth += 1
         try:
             yield bar
@@ -139,12 +138,17 @@ class Console:
 
 
 class Progress:
-    """A rich progress bar on stderr that appears only once the work has taken over a second."""
+    """Progress on stderr, shown only once the work has taken over a second: a rich bar on a
+    terminal, else (a log file, a pipe) a plain status line every few seconds."""
 
     DELAY_S = 1.0
+    LINE_EVERY_S = 2.0
 
-    def __init__(self, console: Console, description: str, total: int | None, show: bool):
+    def __init__(self, console: Console, description: str, total: int | None, show: bool,
+                 live: bool = True):
         self.console = console
+        self.live = live
+        self._last_line = 0.0
         self.description = description
         self.total = total
         self.show = show
@@ -154,8 +158,21 @@ class Progress:
         self._rich = None
         self._task = None
 
+    def _plain_line(self, final: bool = False) -> None:
+        now = time.monotonic()
+        if now - self._start < self.DELAY_S or (not final and now - self._last_line < self.LINE_EVERY_S):
+            return
+        self._last_line = now
+        of = f"/{self.total}" if self.total is not None else ""
+        extra = f" {self._extra()}" if self.fields else ""
+        self.console.err.write(f"{self.description}: {self.completed}{of}{extra}\n")
+        self.console.err.flush()
+
     def _ensure(self) -> None:
         if self._rich is not None or not self.show:
+            return
+        if not self.live:
+            self._plain_line()
             return
         if time.monotonic() - self._start < self.DELAY_S:
             return
@@ -183,6 +200,8 @@ class Progress:
             self._rich.update(self._task, completed=self.completed, extra=self._extra())
 
     def close(self) -> None:
+        if self.show and not self.live and self._last_line:
+            self._plain_line(final=True)
         if self._rich is not None:
             self._rich.stop()
             self._rich = None

@@ -192,3 +192,14 @@ def test_ctrl_c_finishes_the_record_and_exits_130(tmp_path):
     proc = _run_fake(args, delay=0.0)
     assert proc.wait(timeout=120) == 0
     assert len(read_jsonl(out)) == 30
+
+
+def test_stdout_is_pure_jsonl_while_stderr_carries_progress(tmp_path):
+    make_docs(tmp_path / "in", 25)
+    proc = _run_fake(["batch", str(tmp_path / "in"), "-s", "receipt", "--out", "-"], delay=0.12)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    records = [json.loads(line) for line in out.decode().splitlines()]
+    assert len(records) == 25
+    progress = [line for line in err.decode().splitlines() if line.startswith("documents: ")]
+    assert progress and progress[-1].startswith("documents: 25/25")

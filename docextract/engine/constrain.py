@@ -1,0 +1,133 @@
+"""JSON Schema -> per-sequence token constraint (llguidance behind one class).
+
+llguidance was chosen over xgrammar after measuring both on our four schemas with a 248k-token
+vocabulary (bench/grammar.py; figures in bench/RESULTS.md): it compiles each schema in
+milliseconds where xgrammar needs tens to hundreds, its tokenizer takes tokenizer.json as is, and
+it handles every schema feature we use (pattern, enum, anyOf-with-null, $ref, maxLength,
+maxItems).
+
+Output is compact JSON: no free whitespace, "," and ":" separators, so a bounded schema always
+terminates inside the token budget. Special tokens are outside the grammar's alphabet; only the
+stop tokens may end the sequence, and only once the JSON value is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Sequence
+
+import torch
+
+from ..errors import ModelError, UsageError
+
+COMPACT = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
+
+
+def _llguidance():
+    try:
+        import llguidance
+    except ImportError as exc:  # a broken install, not a user error
+        raise ModelError("constrained decoding needs the llguidance package",
+                         hint="reinstall docextract: pip install -e .") from exc
+    return llguidance
+
+
+class GrammarCompiler:
+    """Built once per tokenizer (the vocabulary scan takes a few seconds on 248k tokens); compiled
+    grammars are cached per schema."""
+
+    def __init__(self, tokenizer_json: str, vocab_size: int, stop_ids: Sequence[int]):
+        llg = _llguidance()
+        self._llg = llg
+        self.vocab_size = int(vocab_size)
+        self.stop_ids = list(stop_ids)
+        self.tokenizer = llg.LLTokenizer(tokenizer_json, n_vocab=self.vocab_size,
+                                         eos_token=self.stop_ids)
+        self._cache: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def grammar(self, schema: dict[str, Any]) -> str:
+        """The compiled grammar for `schema`; an unsupported schema raises UsageError."""
+        key = json.dumps(schema, sort_keys=True, separators=(",", ":"))
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        try:
+            grammar = self._llg.LLMatcher.grammar_from_json_schema(schema, overrides=COMPACT)
+        except ValueError as exc:
+            raise UsageError(f"the JSON Schema cannot be used for constrained decoding: {exc}") from None
+        is_error, messages = self._llg.LLMatcher.validate_grammar_with_warnings(grammar, self.tokenizer)
+        if is_error:
+            msg = messages[0] if messages else "unknown error"
+            raise UsageError(f"the JSON Schema cannot be used for constrained decoding: {msg}",
+                             hint="simplify the schema (see README, 'Schemas')")
+        with self._lock:
+            self._cache[key] = grammar
+        return grammar
+
+    def new(self, schema: dict[str, Any]) -> "SequenceConstraint":
+        return SequenceConstraint(self, self.grammar(schema))
+
+
+class SequenceConstraint:
+    """The grammar state of one generated sequence."""
+
+    def __init__(self, compiler: GrammarCompiler, grammar: str):
+        llg = compiler._llg
+        self.compiler = compiler
+        self.matcher = llg.LLMatcher(compiler.tokenizer, grammar, log_level=0)
+        if self.matcher.is_error():
+            raise UsageError(f"the JSON Schema cannot be used for constrained decoding: "
+                             f"{self.matcher.get_error()}")
+        self.words = (compiler.vocab_size + 31) // 32
+
+    def fill_bitmask(self, row: torch.Tensor) -> None:
+        """Write the allowed-token bitmask into `row` (int32 [ceil(V/32)], CPU, contiguous):
+        bit j of word i allows token 32*i + j."""
+        self.matcher.unsafe_compute_mask_ptr(row.data_ptr(), row.numel() * 4)
+        self._check()
+
+    def allowed(self) -> torch.Tensor:
+        """bool [V]: the tokens the grammar allows next."""
+        row = torch.zeros(self.words, dtype=torch.int32)
+        self.fill_bitmask(row)
+        return bitmask_to_bool(row.unsqueeze(0), self.compiler.vocab_size)[0]
+
+    def forced(self) -> list[int]:
+        """Tokens the grammar forces from here (may be empty); consume them with `accept`."""
+        return list(self.matcher.compute_ff_tokens())
+
+    def accept(self, token: int) -> None:
+        if not self.matcher.consume_token(int(token)):
+            self._check()
+            raise ModelError(f"token {int(token)} was not allowed by the grammar")
+
+    @property
+    def finished(self) -> bool:
+        """The value is complete and nothing but a stop token may follow."""
+        return self.matcher.is_stopped() or (self.matcher.is_accepting() and not self._more())
+
+    def _more(self) -> bool:
+        allowed = self.allowed()
+        allowed[self.compiler.stop_ids] = False
+        return bool(allowed.any())
+
+    def _check(self) -> None:
+        if self.matcher.is_error():
+            raise ModelError(f"grammar matcher failed: {self.matcher.get_error()}")
+
+
+def bitmask_to_bool(mask: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """int32 [B, W] bitmask -> bool [B, V] (plain torch; llguidance's own helper compiles)."""
+    shifts = torch.arange(32, dtype=torch.int32, device=mask.device)
+    bits = (mask.unsqueeze(-1) >> shifts) & 1  # [B, W, 32]
+    return bits.reshape(mask.shape[0], -1)[:, :vocab_size].bool()
+
+
+def apply_bitmask(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """logits [B, V] with disallowed tokens set to -inf (in place); mask int32 [B, W] on any
+    device."""
+    allowed = bitmask_to_bool(mask.to(logits.device, non_blocking=True), logits.shape[-1])
+    return logits.masked_fill_(~allowed, float("-inf"))
