@@ -1,9 +1,21 @@
 """Document schemas: registry and the Spec contract the pipeline uses.
 
 A schema module (one per document type) defines `Model` (pydantic), `VERSION`, `INSTRUCTION` and
-`validate(data) -> list[Issue]` for its cross-field rules, and optionally `mask(data)`.
-`get(name)` resolves, in this order: a built-in name, a name registered by another package under
-the `docextract.schemas` entry-point group, a `path/to/schema.json`, a `path/to/module.py:Class`.
+`validate(model_instance) -> list[Issue]` for its cross-field rules, and optionally
+`mask(data) -> (masked_copy, masked_paths)`. `get(name)` resolves, in this order: a built-in
+name (optionally `name@VERSION`), a name registered by another package under the
+`docextract.schemas` entry-point group (the entry point loads such a module, a Spec or a pydantic
+model), a `path/to/schema.json` (JSON Schema, shape checks only), a `path/to/module.py:Class`
+(a pydantic model) or `path/to/module.py` (a module like a built-in one).
+
+`Spec.validate` first checks the JSON Schema the decoder was constrained by (every key present,
+patterns, bounds), then the pydantic model, then the domain rules; it never raises. Each finding
+is an `Issue` whose `type` is one of `CODES` (stable: scripts match on them) and whose `loc` is
+the field path, e.g. `transactions[12].balance`.
+
+Masking (default output; `--unmask` turns it off): Aadhaar "XXXX XXXX 1234", VID
+"XXXX XXXX XXXX 1234", PAN "ABCDEXXXXF", bank account number and IBAN keep the last 4 characters.
+GSTINs and UK VAT numbers are public business registrations and are not masked.
 
 This package imports pydantic and the standard library only (no torch, no engine).
 """
@@ -17,6 +29,68 @@ from ..errors import UsageError
 
 BUILTIN = ("aadhaar", "pan", "bank_statement", "invoice")
 ENTRY_POINT_GROUP = "docextract.schemas"
+
+CODES = {
+    "json": "the input is not JSON (syntax error, not UTF-8)",
+    "schema": "the JSON does not fit the schema: wrong type, missing or unknown key, pattern, "
+              "length or bounds",
+    "date_invalid": "a date that does not exist (2024-02-30)",
+    "validator_failed": "a user schema's own validator raised",
+    "missing_field": "a key field of the document was not found (warning)",
+    "aadhaar_format": "Aadhaar number not 12 digits starting 2-9, or a palindrome",
+    "aadhaar_checksum": "Aadhaar Verhoeff check digit wrong",
+    "aadhaar_masked": "the document shows a masked Aadhaar number (warning)",
+    "vid_format": "VID not 16 digits starting 2-9",
+    "vid_checksum": "VID Verhoeff check digit wrong",
+    "vid_masked": "the document shows a masked VID (warning)",
+    "dob_mismatch": "year of birth and date of birth disagree",
+    "pan_format": "PAN not 5 letters, 4 digits, 1 letter",
+    "pan_holder_type": "PAN 4th letter is not a holder type",
+    "pan_serial": "PAN serial 0000",
+    "pan_name_mismatch": "PAN 5th letter is not an initial of the name (warning)",
+    "pan_masked": "the document shows a masked PAN (warning)",
+    "gstin_format": "GSTIN shape wrong (length, characters, entity code 0)",
+    "gstin_state_code": "GSTIN state code unknown (error) or retired (warning)",
+    "gstin_pan": "the PAN inside the GSTIN is invalid",
+    "gstin_special": "GSTIN 14th character not Z: special registration (warning)",
+    "gstin_checksum": "GSTIN mod-36 check character wrong",
+    "state_code": "a GST state code that is unknown or disagrees with the GSTIN",
+    "ifsc_format": "IFSC not 4 letters, 0, 6 letters/digits",
+    "micr_format": "MICR not 9 digits",
+    "sort_code_format": "sort code not NN-NN-NN",
+    "vat_number_format": "UK VAT number shape wrong",
+    "vat_number_checksum": "UK VAT number mod-97 check wrong",
+    "iban_format": "IBAN shape or length wrong",
+    "iban_country": "IBAN country does not use IBANs",
+    "iban_checksum": "IBAN mod-97 check wrong",
+    "iban_mismatch": "sort code or account number differs from the IBAN",
+    "iban_masked": "the document shows a masked IBAN (warning)",
+    "account_masked": "the document shows a masked account number (warning)",
+    "date_future": "a date in the future (error for birth dates and statements, else warning)",
+    "date_implausible": "a date too far in the past for this document (warning)",
+    "date_order": "dates in the wrong order (period, due date, statement rows)",
+    "date_out_of_period": "a statement row dated outside the statement period",
+    "amount_negative": "a debit or credit amount below zero",
+    "debit_and_credit": "a statement row with both a debit and a credit",
+    "no_amount": "a statement row with neither debit nor credit",
+    "carried_forward_row": "a brought/carried forward row among the transactions (warning)",
+    "running_balance": "a row's balance is not previous balance + credit - debit",
+    "balance_mismatch": "opening + credits - debits is not the closing balance",
+    "total_mismatch": "printed total debits/credits differ from the rows",
+    "line_amount": "invoice line amount is not quantity x unit price - discount",
+    "line_tax": "invoice line tax is not amount x rate",
+    "line_total": "invoice line total is not amount + tax",
+    "taxable_total": "taxable value is not the sum of the line amounts",
+    "tax_total": "a tax total is not the sum of its lines or of its parts",
+    "tax_split": "CGST/SGST/IGST used against the place of supply, or CGST != SGST",
+    "tax_rate_unusual": "a tax rate outside the regime's usual rates (warning)",
+    "round_off": "round off of 1.00 or more",
+    "grand_total": "grand total is not taxable value + tax + round off",
+    "amount_in_words": "the amount in words differs from the grand total",
+    "invoice_number_format": "GST invoice number over 16 characters or other than A-Z 0-9 - / "
+                             "(warning)",
+    "currency_regime": "currency unusual for the tax regime (warning)",
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +133,8 @@ class Spec:
     json_schema: dict[str, Any]
     validator: Callable[[Any], Validation]
     masker: Callable[[dict[str, Any]], tuple[dict[str, Any], list[str]]] | None = None
+    # The pydantic model behind a built-in or pydantic schema; None for a JSON Schema file.
+    model: Any = None
 
     @property
     def ref(self) -> str:
@@ -93,4 +169,4 @@ def _entry_points() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
-__all__ = ["BUILTIN", "Issue", "Spec", "Validation", "get", "names", "UsageError"]
+__all__ = ["BUILTIN", "CODES", "Issue", "Spec", "Validation", "get", "names", "UsageError"]

@@ -1,0 +1,283 @@
+"""The JSON Schema subset the constrained decoder supports: a feature check and a validator.
+
+Supported keywords (draft 2020-12 meaning): type, properties, required, additionalProperties,
+items, minItems, maxItems, enum, const, anyOf, oneOf, allOf, $ref (local: "#", "#/$defs/...",
+"#/definitions/..."), $defs, definitions, pattern, minLength, maxLength, minimum, maximum,
+exclusiveMinimum, exclusiveMaximum, format (date, date-time, time, email, uuid), and the
+annotations title, description, default, examples, $schema, $id, $comment, deprecated,
+readOnly, writeOnly. Anything else is reported by `unsupported()`; the validator never raises.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import date, datetime
+from typing import Any, Callable, Iterator
+
+SUBSCHEMA_KEYS = ("additionalProperties", "items")
+SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf")
+SUBSCHEMA_MAPS = ("properties", "$defs", "definitions")
+CHECK_KEYS = frozenset({
+    "type", "required", "minItems", "maxItems", "enum", "const", "$ref", "pattern", "minLength",
+    "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "format",
+})
+ANNOTATIONS = frozenset({
+    "title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated",
+    "readOnly", "writeOnly",
+})
+SUPPORTED = CHECK_KEYS | ANNOTATIONS | set(SUBSCHEMA_KEYS) | set(SUBSCHEMA_LISTS) | set(
+    SUBSCHEMA_MAPS)
+FORMATS = ("date", "date-time", "time", "email", "uuid")
+TYPES = ("string", "integer", "number", "boolean", "null", "object", "array")
+
+
+def subschemas(schema: Any, path: str = "#") -> Iterator[tuple[str, dict]]:
+    """Every schema object inside `schema` (itself included), with its JSON pointer."""
+    if not isinstance(schema, dict):
+        return
+    yield path, schema
+    for key in SUBSCHEMA_KEYS:
+        if isinstance(schema.get(key), dict):
+            yield from subschemas(schema[key], f"{path}/{key}")
+    for key in SUBSCHEMA_LISTS:
+        if isinstance(schema.get(key), list):
+            for i, sub in enumerate(schema[key]):
+                yield from subschemas(sub, f"{path}/{key}/{i}")
+    for key in SUBSCHEMA_MAPS:
+        if isinstance(schema.get(key), dict):
+            for name, sub in schema[key].items():
+                yield from subschemas(sub, f"{path}/{key}/{name}")
+
+
+def unsupported(schema: Any) -> list[str]:
+    """Problems that keep `schema` from being used by the decoder, as "pointer: problem"."""
+    if not isinstance(schema, dict):
+        return ["#: a JSON Schema is a JSON object"]
+    found: list[str] = []
+    for path, sub in subschemas(schema):
+        for key in sub:
+            if key not in SUPPORTED:
+                found.append(f"{path}: keyword {key!r} is not supported")
+        kind = sub.get("type")
+        kinds = kind if isinstance(kind, list) else [kind] if kind is not None else []
+        for k in kinds:
+            if k not in TYPES:
+                found.append(f"{path}: type {k!r} is not a JSON Schema type")
+        if "format" in sub and sub["format"] not in FORMATS:
+            found.append(f"{path}: format {sub['format']!r} is not supported "
+                         f"(supported: {', '.join(FORMATS)})")
+        if "pattern" in sub:
+            try:
+                re.compile(sub["pattern"])
+            except (re.error, TypeError):
+                found.append(f"{path}: pattern is not a valid regular expression")
+            else:
+                if re.search(r"\(\?[=!<]", str(sub["pattern"])):
+                    found.append(f"{path}: look-around in a pattern is not supported")
+        ref = sub.get("$ref")
+        if ref is not None and _resolve(schema, ref) is None:
+            found.append(f"{path}: $ref {ref!r} is not a local reference that resolves")
+        extra = sub.get("additionalProperties")
+        if extra is not None and not isinstance(extra, (bool, dict)):
+            found.append(f"{path}: additionalProperties must be a boolean or a schema")
+    return found
+
+
+def _resolve(root: dict, ref: Any) -> dict | None:
+    if not isinstance(ref, str) or not ref.startswith("#"):
+        return None
+    node: Any = root
+    for part in [p for p in ref[1:].split("/") if p]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node if isinstance(node, dict) else None
+
+
+def _is_type(value: Any, kind: str) -> bool:
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "integer":
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and math.isfinite(value) and value.is_integer())
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "null":
+        return value is None
+    if kind == "object":
+        return isinstance(value, dict)
+    if kind == "array":
+        return isinstance(value, list)
+    return False
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+_FORMAT_RX = {
+    "date-time": re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"),
+    "time": re.compile(r"\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"),
+    "email": re.compile(r"[^@\s]+@[^@\s]+"),
+    "uuid": re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                       r"[0-9a-fA-F]{12}"),
+}
+
+
+def _format_ok(value: str, fmt: str) -> bool:
+    try:
+        if fmt == "date":
+            return bool(re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)) and bool(
+                date.fromisoformat(value))
+        if fmt == "date-time":
+            return bool(_FORMAT_RX[fmt].fullmatch(value)) and bool(
+                datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00")))
+    except ValueError:
+        return False
+    rx = _FORMAT_RX.get(fmt)
+    return rx is None or bool(rx.fullmatch(value))
+
+
+def _path(base: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{base}[{key}]"
+    return f"{base}.{key}" if base else key
+
+
+Report = Callable[[str, str], None]
+
+
+class _Validator:
+    def __init__(self, root: dict):
+        self.root = root
+
+    def errors(self, value: Any, schema: Any, where: str, depth: int = 0) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        self._check(value, schema, where, out, depth)
+        return out
+
+    def _check(self, value: Any, schema: Any, where: str, out: list, depth: int) -> None:
+        if schema is True or schema == {}:
+            return
+        if schema is False or not isinstance(schema, dict):
+            out.append((where, "no value is allowed here"))
+            return
+        if depth > 64:
+            out.append((where, "the schema nests too deeply"))
+            return
+        if "$ref" in schema:
+            target = _resolve(self.root, schema["$ref"])
+            if target is None:
+                out.append((where, "the schema's $ref does not resolve"))
+                return
+            self._check(value, target, where, out, depth + 1)
+        kind = schema.get("type")
+        if kind is not None:
+            kinds = kind if isinstance(kind, list) else [kind]
+            if not any(_is_type(value, k) for k in kinds):
+                out.append((where, f"expected {' or '.join(map(str, kinds))}"))
+                return
+        if "enum" in schema and not any(_equal(value, e) for e in schema["enum"]):
+            out.append((where, "not one of the allowed values"))
+        if "const" in schema and not _equal(value, schema["const"]):
+            out.append((where, "not the required constant"))
+        for key in ("allOf",):
+            for sub in schema.get(key, []):
+                self._check(value, sub, where, out, depth + 1)
+        if "anyOf" in schema:
+            self._alternatives(value, schema["anyOf"], where, out, depth, exactly_one=False)
+        if "oneOf" in schema:
+            self._alternatives(value, schema["oneOf"], where, out, depth, exactly_one=True)
+        if isinstance(value, str):
+            self._string(value, schema, where, out)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            self._number(value, schema, where, out)
+        elif isinstance(value, list):
+            self._array(value, schema, where, out, depth)
+        elif isinstance(value, dict):
+            self._object(value, schema, where, out, depth)
+
+    def _alternatives(self, value, options, where, out, depth, exactly_one):
+        results = [self.errors(value, sub, where, depth + 1) for sub in options]
+        passing = sum(1 for r in results if not r)
+        if passing == 1 or (passing > 1 and not exactly_one):
+            return
+        if passing > 1:
+            out.append((where, "matches more than one of the allowed forms"))
+            return
+        typed = [r for r, sub in zip(results, options) if not any(
+            msg.startswith("expected ") and w == where for w, msg in r)]
+        if len(typed) == 1:
+            out.extend(typed[0])
+        else:
+            out.append((where, "does not match any of the allowed forms"))
+
+    def _string(self, value: str, schema: dict, where: str, out: list) -> None:
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            out.append((where, f"longer than {schema['maxLength']} characters"))
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            out.append((where, f"shorter than {schema['minLength']} characters"))
+        if "pattern" in schema:
+            try:
+                ok = re.search(schema["pattern"], value) is not None
+            except (re.error, TypeError):
+                ok = False
+            if not ok:
+                out.append((where, f"does not match the pattern {schema['pattern']}"))
+        if "format" in schema and not _format_ok(value, schema["format"]):
+            out.append((where, f"not a valid {schema['format']}"))
+
+    def _number(self, value, schema, where, out) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            out.append((where, "not a finite number"))
+            return
+        for key, bad in (("minimum", lambda v, b: v < b), ("maximum", lambda v, b: v > b),
+                         ("exclusiveMinimum", lambda v, b: v <= b),
+                         ("exclusiveMaximum", lambda v, b: v >= b)):
+            bound = schema.get(key)
+            if isinstance(bound, (int, float)) and not isinstance(bound, bool) and bad(value, bound):
+                out.append((where, f"violates {key} {bound}"))
+
+    def _array(self, value: list, schema: dict, where: str, out: list, depth: int) -> None:
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            out.append((where, f"more than {schema['maxItems']} items"))
+        if "minItems" in schema and len(value) < schema["minItems"]:
+            out.append((where, f"fewer than {schema['minItems']} items"))
+        items = schema.get("items")
+        if items is not None:
+            for i, item in enumerate(value):
+                self._check(item, items, _path(where, i), out, depth + 1)
+
+    def _object(self, value: dict, schema: dict, where: str, out: list, depth: int) -> None:
+        props = schema.get("properties", {})
+        for key in schema.get("required", []):
+            if key not in value:
+                out.append((_path(where, key), "missing"))
+        extra = schema.get("additionalProperties", True)
+        for key, item in value.items():
+            if key in props:
+                self._check(item, props[key], _path(where, key), out, depth + 1)
+            elif extra is False:
+                out.append((_path(where, key), "unexpected key"))
+            elif isinstance(extra, dict):
+                self._check(item, extra, _path(where, key), out, depth + 1)
+
+
+def validate(value: Any, schema: dict) -> list[tuple[str, str]]:
+    """Every violation of `schema` by `value` as (field path, message); [] when it conforms."""
+    try:
+        return _Validator(schema).errors(value, schema, "")
+    except RecursionError:
+        return [("", "the value nests too deeply")]
