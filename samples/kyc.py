@@ -156,7 +156,7 @@ def draw_aadhaar(facts: AadhaarFacts, rng: random.Random) -> pymupdf.Document:
     if facts.vid:
         v = facts.vid
         c.text(x, 96, f"VID : {v[:4]} {v[4:8]} {v[8:12]} {v[12:]}", 5.5, color=GREY)
-    c.text(9, 113, f"Aadhaar no. issued: {_dmy(facts.issued)}", 4.2, color=GREY)
+    c.text(9, 113, f"Issue Date: {_dmy(facts.issued)}", 4.2, color=GREY)
 
     n = facts.number
     c.text(w / 2, 127, f"{n[:4]} {n[4:8]} {n[8:]}", 13, bold=True, align="center")

@@ -3,6 +3,7 @@
 A rendered page is laid on a desk, warped in perspective, lit unevenly, blurred, given sensor
 noise and saved as JPEG whose raw pixels are sideways (or upside down): only the EXIF Orientation
 tag makes them upright, as with a phone that was held rotated (domain.md section 3, item 5).
+Orientations 6 and 8 (sideways) are drawn; 3 (upside down) is available by argument.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def phone_photo(page: Image.Image, rng: random.Random, long_side: int = 1600,
 
     The frame has the page's orientation (portrait page, portrait photo); `fill` is the share of
     the frame's shorter side the document spans. `orientation` (3, 6 or 8) is drawn from `rng`
-    when None.
+    (6 or 8) when None.
     """
     nprng = np.random.default_rng(rng.getrandbits(64))
     portrait = page.height >= page.width
@@ -122,7 +123,7 @@ def phone_photo(page: Image.Image, rng: random.Random, long_side: int = 1600,
     upright = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
 
     if orientation is None:
-        orientation = rng.choice((6, 6, 8, 3))
+        orientation = rng.choice((6, 6, 8))
     stored = upright.transpose(_STORE[orientation])
     exif = Image.Exif()
     exif[ORIENTATION_TAG] = orientation

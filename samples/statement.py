@@ -4,7 +4,7 @@ continues across page breaks, with wrapped narrations and Dr/Cr balances."""
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -64,7 +64,6 @@ class StatementFacts:
     drcr: bool
     carry_rows: bool
     pages: int = 0
-    notes: dict[str, str] = field(default_factory=dict)
 
     @property
     def closing(self) -> Decimal:
