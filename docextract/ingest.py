@@ -9,7 +9,8 @@ frame), TIFF (every page), HEIC/HEIF and AVIF through Pillow (pillow-heif for HE
 Sizing rule (`fit_size`): a page within the budget keeps its size, each side rounded to the
 nearest multiple of 32 (halves round up, never below 32), so it grows by at most 16 pixels a side.
 A page above the budget, or one that rounding would push over it, is scaled by
-sqrt(max_pixels / (w * h)) and each side rounded down to a multiple of 32 (never below 32).
+sqrt(max_pixels / (w * h)) and each side rounded down to a multiple of 32 (never below 32), as the
+model's own image processor does; a very elongated page then has its long side cut to fit.
 
 Limits, checked before anything is decoded: an image, or a PDF page at the requested dpi, above
 MAX_SOURCE_PIXELS is refused (decompression bombs); a file above MAX_FILE_BYTES is not read;
@@ -165,9 +166,9 @@ def fit_size(width: float, height: float, max_pixels: int = DEFAULT_MAX_PIXELS) 
         w, h = _round_to_patch(width), _round_to_patch(height)
         if w * h <= max_pixels:
             return w, h
+    # The model's own smart_resize rule: scale into the budget, then round each side down.
     scale = math.sqrt(max_pixels / (width * height))
-    w = max(PATCH, math.floor(width * scale / PATCH) * PATCH)
-    h = max(PATCH, math.floor(height * scale / PATCH) * PATCH)
+    w, h = _floor_to_patch(width * scale), _floor_to_patch(height * scale)
     # A side held at the 32 floor (very elongated pages) or float rounding can leave the product
     # above the budget: trim the longer side until it fits.
     while w * h > max_pixels:
@@ -479,6 +480,9 @@ def _decode(im: Image.Image, kind: str, number: int, count: int, ctx: _Context) 
     image = to_rgb(image)
     if image.size != (w, h):
         image = image.resize((w, h), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    elif image is im:
+        # Detach from the file object: the next TIFF page would seek this very image.
+        image = im.copy()
     return image
 
 
@@ -558,6 +562,10 @@ def _as_text(head: bytes) -> str | None:
 
 def _round_to_patch(value: float) -> int:
     return max(PATCH, int((value + PATCH / 2) // PATCH) * PATCH)
+
+
+def _floor_to_patch(value: float) -> int:
+    return max(PATCH, int(value // PATCH) * PATCH)
 
 
 def _first_line(exc: BaseException) -> str:
