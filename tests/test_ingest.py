@@ -18,7 +18,7 @@ import pymupdf
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, JpegImagePlugin
 
 from docextract import ingest
 from docextract.errors import ExitCode, InputError, UsageError
@@ -387,7 +387,15 @@ def test_exif_orientation_comes_out_upright(tmp_path, orientation):
     assert_quadrants(page.image)
 
 
-def test_large_sideways_phone_photo(tmp_path):
+def test_large_sideways_phone_photo(tmp_path, monkeypatch):
+    drafts = []
+    real_draft = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size):
+        drafts.append(size)
+        return real_draft(self, mode, size)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
     upright = quadrants(2400, 3200)  # portrait page, photographed with the phone held sideways
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -396,6 +404,8 @@ def test_large_sideways_phone_photo(tmp_path):
     assert Image.open(path).size == (3200, 2400)
     (page,) = ingest.load(path, max_pixels=500_000)
     assert page.image.height > page.image.width
+    # Decoded at reduced scale, asked in stored (landscape) orientation for the upright target.
+    assert drafts == [page.image.size[::-1]]
     assert_model_ready([page], 500_000)
     assert_quadrants(page.image)
 
