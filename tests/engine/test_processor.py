@@ -87,7 +87,7 @@ def test_from_dir_reads_preprocessor_config(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def hf_model():
+def rope_reference():
     config = Qwen3_5MoeConfig(
         text_config=dict(vocab_size=512, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                          num_key_value_heads=1, head_dim=16, num_experts=2, num_experts_per_tok=1,
@@ -120,11 +120,11 @@ def _prompt(parts: list) -> list[int]:
         pytest.param([(1, 2, 2), (1, 6, 2), 1], id="images-first"),
     ],
 )
-def test_mrope_positions_match_get_rope_index(hf_model, parts):
+def test_mrope_positions_match_get_rope_index(rope_reference, parts):
     ids = torch.tensor([_prompt(parts)])
     grids = [p for p in parts if isinstance(p, tuple)]
     grid = torch.tensor(grids) if grids else None
-    ref_pos, ref_delta = hf_model.get_rope_index(ids, (ids == IMAGE_ID).int(), image_grid_thw=grid)
+    ref_pos, ref_delta = rope_reference.get_rope_index(ids, (ids == IMAGE_ID).int(), image_grid_thw=grid)
     pos, delta = mrope_positions(ids[0], grid, IMAGE_ID, 2)
     assert torch.equal(pos, ref_pos[:, 0])
     assert delta == int(ref_delta[0, 0])

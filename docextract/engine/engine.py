@@ -1,0 +1,169 @@
+"""The Engine API (contract, see architecture.md): load a checkpoint, run the full forward, and
+generate completions for requests of images + text."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelError, UsageError
+from .api import Completion, Request
+from .config import ModelConfig, load_config
+from .generate import LogitsProcessor, Prompt, generate
+from .processor import ImageProcessor, mrope_positions
+from .qwen3_5 import Batch, Model
+from .tokenizer import Tokenizer
+from .weights import load_weights
+
+EXPERT_FORMATS = ("bf16", "int8", "int4")
+KERNEL_CHOICES = ("auto", "naive", "triton")
+DTYPES = {
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16,
+    "float32": torch.float32, "fp32": torch.float32,
+}
+
+
+def _device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise UsageError(f"unknown device {device!r}", hint="use cpu, cuda or auto") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError("CUDA was requested but no CUDA device is available to torch",
+                         hint="use --device cpu, or install a CUDA build of torch")
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"unsupported device {device!r}", hint="use cpu, cuda or auto")
+    return dev
+
+
+def _dtype(dtype: torch.dtype | str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    raise UsageError(f"unsupported dtype {dtype!r}", hint="use bfloat16, float16 or float32")
+
+
+class Engine:
+    """A loaded Qwen3.5 checkpoint with its tokenizer and image processor."""
+
+    def __init__(self, model: Model, tokenizer: Tokenizer, processor: ImageProcessor, *, name: str,
+                 experts: str = "bf16", kernels: str = "naive", max_batch: int = 8):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.processor = processor
+        self.name = name
+        self.experts = experts
+        self.kernels = kernels
+        # Requests generated together in one batch (one cache slot each).
+        self.max_batch = max_batch
+
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str | torch.device = "auto",
+             dtype: torch.dtype | str = torch.bfloat16, experts: str = "bf16", kernels: str = "auto",
+             *, max_pixels: int | None = None, name: str | None = None) -> Engine:
+        """Read config, weights, tokenizer and preprocessing settings from a checkpoint folder.
+
+        `max_pixels` caps the pixels of each image (default: the checkpoint's preprocessor
+        config); `name` is what `engine.name` reports (default: the folder name).
+        """
+        if experts not in EXPERT_FORMATS:
+            raise UsageError(f"unknown expert format {experts!r}", hint=f"use one of {', '.join(EXPERT_FORMATS)}")
+        if experts != "bf16":
+            raise ModelError(f"{experts} experts are not available yet",
+                             hint="use --experts bf16 (quantised experts arrive with the Triton kernels)")
+        if kernels not in KERNEL_CHOICES:
+            raise UsageError(f"unknown kernels choice {kernels!r}", hint=f"use one of {', '.join(KERNEL_CHOICES)}")
+        if kernels == "triton":
+            raise ModelError("the Triton kernels are not wired into the engine yet", hint="use kernels='auto' or 'naive'")
+        model_dir = Path(model_dir)
+        config = load_config(model_dir)
+        model = Model.empty(config, _dtype(dtype), _device(device))
+        load_weights(model, model_dir, config)
+        tokenizer = Tokenizer.from_dir(model_dir, config)
+        processor = ImageProcessor.from_dir(model_dir, config.vision_config, max_pixels)
+        return cls(model, tokenizer, processor, name=name or model_dir.resolve().name,
+                   experts=experts, kernels="naive")
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+    def logits(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None,
+               image_grid_thw: torch.Tensor | None = None,
+               attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Full forward without cache, Hugging Face input conventions.
+
+        input_ids [B, T] with each image's <|image_pad|> run already expanded; pixel_values
+        [N, patch_dim] and image_grid_thw [n, 3] for the images of all rows in order;
+        attention_mask [B, T] (1 = token): each row's unmasked tokens form one sequence, with
+        positions counted over them only -> logits [B, T, V] float32 (zero at masked positions).
+        """
+        model, cfg = self.model, self.config
+        if input_ids.ndim != 2:
+            raise UsageError(f"input_ids must be [batch, tokens], got shape {tuple(input_ids.shape)}")
+        keep = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        rows = [ids[k] for ids, k in zip(input_ids.cpu(), keep.cpu())]
+        merge = cfg.vision_config.spatial_merge_size
+        grids = list(image_grid_thw.cpu()) if image_grid_thw is not None else []
+        with torch.inference_mode():
+            image_embeds = None
+            if pixel_values is not None:
+                image_embeds = model.encode_images(pixel_values, image_grid_thw)
+            embeds, positions, used, start = [], [], 0, 0
+            for ids in rows:
+                runs = int(((ids == cfg.image_token_id).int().diff(prepend=torch.zeros(1, dtype=torch.int)) == 1).sum())
+                grid = torch.stack(grids[used : used + runs]) if runs else None
+                pos, _ = mrope_positions(ids, grid, cfg.image_token_id, merge)
+                n_img = int((ids == cfg.image_token_id).sum())
+                embeds.append(model.embed(ids, image_embeds[start : start + n_img] if n_img else None))
+                positions.append(pos)
+                used, start = used + runs, start + n_img
+            if used != len(grids):
+                raise ModelError(f"engine: {len(grids)} images given for {used} image placeholder runs")
+            lens = [len(ids) for ids in rows]
+            batch = Batch(lens, torch.cat(positions, dim=1).to(model.device))
+            flat = model.lm_logits(model(torch.cat(embeds), batch)).float()
+        out = flat.new_zeros(*input_ids.shape, flat.shape[-1])
+        out[keep.to(out.device)] = flat
+        return out
+
+    def prompt(self, request: Request, logits_processors: Sequence[LogitsProcessor] = ()) -> Prompt:
+        """A request as a generation prompt: chat-formatted ids with expanded image pads."""
+        if request.image_labels is not None and len(request.image_labels) != len(request.images):
+            raise UsageError(f"{len(request.image_labels)} image labels for {len(request.images)} images")
+        pixel_values = grid = None
+        grids: list[list[int]] = []
+        if request.images:
+            pixel_values, grid = self.processor(list(request.images))
+            grids = grid.tolist()
+        ids = self.tokenizer.build_prompt_ids(request.prompt, grids, labels=request.image_labels,
+                                              system=request.system)
+        return Prompt(torch.tensor(ids, dtype=torch.long), pixel_values, grid,
+                      max_new_tokens=request.max_new_tokens, logits_processors=list(logits_processors))
+
+    def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        """Greedy completions, `max_batch` requests decoded together at a time."""
+        for r in requests:
+            if r.json_schema is not None:
+                raise ModelError("constrained decoding is not available in this engine yet",
+                                 hint="send requests without json_schema")
+        out: list[Completion] = []
+        stops = list(self.tokenizer.stop_ids)
+        for lo in range(0, len(requests), self.max_batch):
+            group = requests[lo : lo + self.max_batch]
+            start = time.perf_counter()
+            prompts = [self.prompt(r) for r in group]
+            prepare_s = time.perf_counter() - start
+            for p, g in zip(prompts, generate(self.model, prompts, stop_ids=stops)):
+                text_ids = g.tokens[:-1] if g.finish_reason == "stop" else g.tokens
+                out.append(Completion(text=self.tokenizer.decode(text_ids), tokens=g.tokens,
+                                      finish_reason=g.finish_reason, prompt_tokens=g.prompt_tokens,
+                                      timings={"preprocess_s": prepare_s, **g.timings}))
+        return out
