@@ -6,6 +6,14 @@ first use, so TRITON_INTERPRET=1 (Triton on CPU tensors) may be set after import
 """
 
 from .conv import causal_conv1d, causal_conv1d_update
+from .gated_delta import chunk_gated_delta_rule, recurrent_gated_delta_rule
 from .norm import gated_rms_norm, rms_norm
 
-__all__ = ["rms_norm", "gated_rms_norm", "causal_conv1d", "causal_conv1d_update"]
+__all__ = [
+    "rms_norm",
+    "gated_rms_norm",
+    "causal_conv1d",
+    "causal_conv1d_update",
+    "chunk_gated_delta_rule",
+    "recurrent_gated_delta_rule",
+]
