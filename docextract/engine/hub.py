@@ -1,0 +1,154 @@
+"""`docextract model pull REPO_ID`: fetch the files the engine needs from the Hugging Face Hub.
+
+Only the engine's files are fetched (never pickle weights, never subfolders). config.json comes
+first and is checked, so an unsupported model fails before gigabytes are downloaded. Downloads
+resume where they stopped (huggingface_hub keeps the partial files). Progress is reported through
+a callback; nothing here prints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import ModelError, UsageError
+
+ENGINE_FILES = [
+    "config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json",
+    "tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
+    "preprocessor_config.json",
+]
+# Subfolders (originals, other formats) and pickled weights are never fetched.
+NEVER_FILES = ["*/*", "*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt"]
+
+Progress = Callable[[int, int], None]
+
+
+def _progress_class(callback: Progress) -> type:
+    """A silent tqdm that forwards byte counts to `callback(done_bytes, total_bytes)`."""
+    from tqdm.auto import tqdm
+
+    bars: list[Any] = []
+
+    class Forward(tqdm):
+        def __init__(self, *args: Any, **kwargs: Any):
+            kwargs.pop("name", None)
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+            self.is_bytes = kwargs.get("unit") == "B"
+            self.done = int(kwargs.get("initial") or 0)
+            if self.is_bytes:
+                bars.append(self)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            if not self.is_bytes:
+                return None
+            self.done += int(n or 0)
+            # Several byte bars (bytes on the wire, bytes written) count the same files.
+            done = max(b.done for b in bars)
+            total = max(int(b.total or 0) for b in bars)
+            callback(done, max(total, done))
+            return None
+
+    return Forward
+
+
+def pull(repo_id: str, dest: str | Path | None = None, *, offline: bool = False,
+         progress: Progress | None = None, revision: str | None = None) -> Path:
+    """Download the engine's files of `repo_id` (into `dest`, else the Hugging Face cache) and
+    return the checkpoint folder. With `offline`, only the local cache is used."""
+    import huggingface_hub
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except ValueError as exc:
+        raise UsageError(f"invalid model repository id {repo_id!r}",
+                         hint="expected OWNER/NAME, e.g. Qwen/Qwen3.5-35B-A3B") from exc
+    kwargs: dict[str, Any] = dict(
+        revision=revision, local_files_only=offline, ignore_patterns=NEVER_FILES,
+        local_dir=str(dest) if dest is not None else None)
+    if progress is not None:
+        kwargs["tqdm_class"] = _progress_class(progress)
+    with _hub_errors(repo_id, revision, offline, dest):
+        folder = Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=["config.json"],
+                                                        **kwargs))
+        _check_config(folder, repo_id)
+        folder = Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=ENGINE_FILES,
+                                                        **kwargs))
+    if not any(folder.glob("*.safetensors")):
+        raise ModelError(f"{repo_id} has no safetensors weights",
+                         hint="docextract loads only safetensors checkpoints (never pickle "
+                              "files); choose a repository that ships *.safetensors")
+    if not (folder / "tokenizer.json").is_file():
+        raise ModelError(f"{repo_id} has no tokenizer.json",
+                         hint="choose the official Qwen3.5 repository or one with its tokenizer")
+    return folder
+
+
+def _check_config(folder: Path, repo_id: str) -> None:
+    from .config import load_config
+
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"{repo_id} has no config.json", hint="is this a model repository?")
+    load_config(folder)
+
+
+class _hub_errors:
+    """Turns huggingface_hub and network failures into ModelErrors with a hint."""
+
+    def __init__(self, repo_id: str, revision: str | None, offline: bool,
+                 dest: str | Path | None):
+        self.repo_id, self.revision, self.offline, self.dest = repo_id, revision, offline, dest
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or isinstance(exc, (ModelError, UsageError)):
+            return False
+        from huggingface_hub import errors
+
+        repo = self.repo_id
+        if isinstance(exc, errors.IncompleteSnapshotError):
+            raise ModelError(f"the cached copy of {repo} is incomplete and the Hub cannot be "
+                             "reached", hint="run `docextract model pull` online once more; it "
+                                             "resumes where it stopped") from exc
+        if isinstance(exc, (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled)):
+            if self.offline:
+                hint = "run `docextract model pull` without --offline once to download it"
+            else:
+                hint = ("check the network connection (or HF_ENDPOINT / proxy settings); "
+                        "HF_HUB_OFFLINE=1 also blocks downloads")
+            raise ModelError(f"{repo} is not in the local cache and cannot be downloaded",
+                             hint=hint) from exc
+        if isinstance(exc, errors.GatedRepoError):
+            raise ModelError(f"{repo} is gated", hint="accept its licence on the model page and "
+                                                      "set HF_TOKEN") from exc
+        if isinstance(exc, errors.RepositoryNotFoundError):
+            raise ModelError(f"model repository not found: {repo}",
+                             hint="check the spelling (OWNER/NAME); a private repository needs "
+                                  "HF_TOKEN") from exc
+        if isinstance(exc, errors.RevisionNotFoundError):
+            raise ModelError(f"revision {self.revision!r} not found in {repo}",
+                             hint="use a branch, tag or commit of the repository") from exc
+        if isinstance(exc, errors.HfHubHTTPError):
+            raise ModelError(f"download of {repo} failed: {_first_line(exc)}",
+                             hint="run the same command again; it resumes where it "
+                                  "stopped") from exc
+        if isinstance(exc, (ConnectionError, TimeoutError)) or \
+                type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "requests", "urllib3"):
+            raise ModelError(f"network error while downloading {repo}: {_first_line(exc)}",
+                             hint="check the connection and run the command again; it resumes "
+                                  "where it stopped") from exc
+        if isinstance(exc, OSError):
+            where = self.dest or "the Hugging Face cache"
+            raise ModelError(f"cannot write the download to {where}: {exc}",
+                             hint="check free disk space and permissions (HF_HOME moves the "
+                                  "cache)") from exc
+        return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
