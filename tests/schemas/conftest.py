@@ -1,7 +1,10 @@
 """Valid documents of each built-in type, built through the models (public test values of
-domain.md), as JSON-ready dicts; tests corrupt copies of them."""
+domain.md), as JSON-ready dicts that tests corrupt copies of; a user JSON Schema and a user
+pydantic file."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -82,6 +85,52 @@ def uk_invoice_doc() -> dict:
         grand_total="1704.00",
         amount_in_words="One Thousand Seven Hundred and Four Pounds Only",
     ).model_dump(mode="json")
+
+
+USER_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "Receipt", "description": "A shop receipt.", "type": "object",
+    "properties": {
+        "shop": {"type": "string", "maxLength": 80},
+        "total": {"type": "string", "pattern": "^[0-9]+\\.[0-9]{2}$"},
+        "date": {"anyOf": [{"type": "string", "format": "date"}, {"type": "null"}]},
+        "items": {"type": "array", "maxItems": 5, "items": {"$ref": "#/$defs/item"}},
+        "paid_by": {"enum": ["cash", "card"]},
+    },
+    "required": ["shop", "total"], "additionalProperties": False,
+    "$defs": {"item": {"type": "object", "properties": {
+        "name": {"type": "string"}, "qty": {"type": "integer", "minimum": 1}},
+        "required": ["name"]}},
+}
+
+USER_MODEL = '''
+from typing import Literal
+from pydantic import BaseModel, Field
+
+VERSION = "7"
+
+class Item(BaseModel):
+    name: str = Field(max_length=40)
+    qty: int = Field(ge=1, le=99)
+
+class Receipt(BaseModel):
+    """A shop receipt."""
+    shop: str = Field(max_length=80)
+    total: str = Field(pattern=r"^[0-9]+\\.[0-9]{2}$")
+    paid_by: Literal["cash", "card"] | None = None
+    items: list[Item] = Field(default_factory=list, max_length=5)
+'''
+
+@pytest.fixture
+def user_schema() -> dict:
+    """A user's JSON Schema (a fresh copy: tests edit it)."""
+    return json.loads(json.dumps(USER_SCHEMA))
+
+
+@pytest.fixture
+def user_model() -> str:
+    """Source of a user's pydantic model file."""
+    return USER_MODEL
 
 
 @pytest.fixture
