@@ -52,8 +52,8 @@ MAX_FILE_BYTES = 1 << 30
 MAX_ASPECT_RATIO = 200
 SUPPORTED = "PDF, JPEG, PNG, WebP, BMP, GIF, TIFF, HEIC/HEIF, AVIF"
 
-# Pillow's own bomb check is kept as a backstop at our limit. Our check runs first (on the header
-# size, with a message naming the size), so Pillow never warns about an image we accept.
+# Pillow's own bomb check is kept as a backstop at our limit. Our check on the header size runs
+# first, so Pillow never warns (on stderr) about an image we accept.
 Image.MAX_IMAGE_PIXELS = MAX_SOURCE_PIXELS
 # MuPDF would print its errors on stderr; we turn them into InputError instead.
 pymupdf.TOOLS.mupdf_display_errors(False)
@@ -62,9 +62,10 @@ pymupdf.TOOLS.mupdf_display_warnings(False)
 _PDF_LOCK = threading.Lock()
 _EXIF_ORIENTATION = 0x0112
 
+_BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 # Everything Pillow and its plugins raise for a corrupt or truncated image.
 _IMAGE_ERRORS = (OSError, SyntaxError, ValueError, struct.error, IndexError, EOFError,
-                 RuntimeError, Image.DecompressionBombError)
+                 RuntimeError) + _BOMB_ERRORS
 
 
 @dataclass
@@ -183,11 +184,14 @@ def file_sha256(path: str | os.PathLike | bytes) -> str:
     """sha256 hex of a file's bytes, read in chunks; unreadable -> InputError naming the file."""
     name = display_name(path)
     _check_readable_path(path, name)
+    digest = hashlib.sha256()
     try:
         with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
     except OSError as exc:
         raise _os_error(name, exc) from None
+    return digest.hexdigest()
 
 
 def write_pages(pages: Iterable[Page], out_dir: str | os.PathLike) -> list[Path]:
@@ -421,9 +425,15 @@ def _load_image(data: bytes, kind: str, ctx: _Context) -> list[Page]:
     name = ctx.name
     label = {"WEBP": "WebP", "HEIF": "HEIC/HEIF"}.get(kind, kind)
     factory = _image_factory(kind, name)
+    canvas = _gif_canvas(data) if kind == "GIF" else None
+    if canvas is not None and canvas[0] * canvas[1] > MAX_SOURCE_PIXELS:
+        # Pillow grows a GIF's canvas to its first frame while reading the header: check first.
+        raise _bomb(name, "image", canvas)
     try:
         # The plugin reads only the header here; nothing is decoded yet.
         im = factory(io.BytesIO(data), "")
+    except _BOMB_ERRORS:
+        raise _bomb(name, "image", None) from None
     except _IMAGE_ERRORS as exc:
         raise InputError(f"{name}: {label} image is corrupt ({_first_line(exc)})") from None
     # Only TIFF holds pages; the other frames of GIF, WebP, MPO or HEIF are animations or variants.
@@ -434,6 +444,8 @@ def _load_image(data: bytes, kind: str, ctx: _Context) -> list[Page]:
             if number > 1:
                 im.seek(number - 1)
             image = _decode(im, kind, number, count, ctx)
+        except _BOMB_ERRORS:
+            raise _bomb(name, f"page {number}" if count > 1 else "image", None) from None
         except _IMAGE_ERRORS as exc:
             where = f" (page {number})" if count > 1 else ""
             raise InputError(f"{name}: {label} image data is truncated or corrupt{where} "
@@ -443,7 +455,7 @@ def _load_image(data: bytes, kind: str, ctx: _Context) -> list[Page]:
 
 
 def _image_factory(kind: str, name: str):
-    if kind == "HEIF":
+    if kind == "HEIF" and "HEIF" not in Image.OPEN:
         from pillow_heif import register_heif_opener
 
         register_heif_opener()
@@ -461,12 +473,8 @@ def _image_factory(kind: str, name: str):
 
 def _decode(im: Image.Image, kind: str, number: int, count: int, ctx: _Context) -> Image.Image:
     width, height = im.size
-    where = f" (page {number})" if count > 1 else ""
     if width * height > MAX_SOURCE_PIXELS:
-        raise InputError(
-            f"{ctx.name}: image{where} is {width}x{height} pixels, above the limit of "
-            f"{MAX_SOURCE_PIXELS:,}; refusing to decode",
-            hint="scale the image down first; no document page needs that many pixels")
+        raise _bomb(ctx.name, f"page {number}" if count > 1 else "image", (width, height))
     _check_aspect(ctx.name, number if count > 1 else None, width, height)
     # HEIF decoders apply the rotation themselves and reset the EXIF orientation to 1.
     orientation = _orientation(im) if kind != "HEIF" else 1
@@ -516,6 +524,36 @@ def _to_uint8(values: np.ndarray) -> np.ndarray:
     elif values.dtype == np.uint16 or top > 255:
         wide = wide >> 8
     return np.clip(wide, 0, 255).astype(np.uint8)
+
+
+def _gif_canvas(data: bytes) -> tuple[int, int] | None:
+    """A GIF's canvas once its first frame is placed: the logical screen, grown to the frame's
+    extent (what Pillow allocates). None when the header cannot be walked."""
+    if len(data) < 13:
+        return None
+    width, height, flags = struct.unpack_from("<HHB", data, 6)
+    pos = 13 + ((3 << ((flags & 7) + 1)) if flags & 0x80 else 0)
+    while pos < len(data):
+        if data[pos] == 0x2C:
+            if pos + 9 > len(data):
+                return None
+            x, y, w, h = struct.unpack_from("<HHHH", data, pos + 1)
+            return max(width, x + w), max(height, y + h)
+        if data[pos] != 0x21:
+            return None
+        # Extension: introducer, label, then data sub-blocks up to an empty one.
+        pos += 2
+        while pos < len(data) and data[pos]:
+            pos += data[pos] + 1
+        pos += 1
+    return None
+
+
+def _bomb(name: str, what: str, size: tuple[int, int] | None) -> InputError:
+    shown = f" is {size[0]}x{size[1]} pixels," if size else " is"
+    return InputError(f"{name}: {what}{shown} above the limit of {MAX_SOURCE_PIXELS:,} pixels; "
+                      "refusing to decode",
+                      hint="scale the image down first; no document page needs that many pixels")
 
 
 def _orientation(im: Image.Image) -> int:

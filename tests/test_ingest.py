@@ -555,7 +555,7 @@ def test_decompression_bomb_png_refused_before_decoding(tmp_path, no_decoding):
         ingest.load(path)
     message = input_error(excinfo, str(path))
     assert message == (f"{path}: image is 40000x40000 pixels, above the limit of "
-                       f"{ingest.MAX_SOURCE_PIXELS:,}; refusing to decode")
+                       f"{ingest.MAX_SOURCE_PIXELS:,} pixels; refusing to decode")
     # Pillow's own check is set deliberately, as a backstop at the same limit.
     assert Image.MAX_IMAGE_PIXELS == ingest.MAX_SOURCE_PIXELS
 
@@ -571,6 +571,21 @@ def test_decompression_bomb_jpeg_refused_before_decoding(tmp_path, no_decoding):
     with pytest.raises(InputError) as excinfo:
         ingest.load(path)
     assert "image is 30000x30000 pixels" in input_error(excinfo, str(path))
+
+
+@pytest.mark.parametrize("side", [20000, 30000], ids=["warning-band", "error-band"])
+def test_decompression_bomb_gif_frame_extent(tmp_path, side, capfd):
+    # A 16x16 GIF (global palette, a comment) whose first frame claims side x side pixels:
+    # Pillow grows its canvas to the frame while reading the header, so we must check first.
+    path = tmp_path / "anim.gif"
+    path.write_bytes(b"GIF89a" + struct.pack("<HHBBB", 16, 16, 0x80, 0, 0) + b"\x00" * 6
+                     + b"\x21\xfe\x03abc\x00"
+                     + b"\x2c" + struct.pack("<HHHHB", 8, 0, side, side, 0)
+                     + b"\x02\x02\x4c\x01\x00\x3b")
+    with pytest.raises(InputError) as excinfo:
+        ingest.load(path)
+    assert f"image is {side + 8}x{side} pixels, above the limit" in input_error(excinfo, str(path))
+    assert capfd.readouterr() == ("", "")
 
 
 def test_elongated_image_refused(tmp_path):
