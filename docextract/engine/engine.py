@@ -15,7 +15,7 @@ from .config import ModelConfig, load_config
 from .generate import LogitsProcessor, Prompt, generate
 from .processor import ImageProcessor, mrope_positions
 from .qwen3_5 import Batch, Model
-from .tokenizer import Tokenizer
+from .tokenizer import ImageSlot, Tokenizer
 from .weights import load_weights
 
 EXPERT_FORMATS = ("bf16", "int8", "int4")
@@ -135,16 +135,23 @@ class Engine:
         return out
 
     def prompt(self, request: Request, logits_processors: Sequence[LogitsProcessor] = ()) -> Prompt:
-        """A request as a generation prompt: chat-formatted ids with expanded image pads."""
-        if request.image_labels is not None and len(request.image_labels) != len(request.images):
-            raise UsageError(f"{len(request.image_labels)} image labels for {len(request.images)} images")
+        """A request as a generation prompt: chat-formatted ids (thinking off) with each image's
+        pads expanded. Images come first, each after its label ("Page 2: "), then the text."""
+        labels = request.image_labels
+        if labels is not None and len(labels) != len(request.images):
+            raise UsageError(f"{len(labels)} image labels for {len(request.images)} images")
         pixel_values = grid = None
+        content: list[str | ImageSlot] = []
+        for k, _ in enumerate(request.images):
+            if labels is not None:
+                content.append(f"{labels[k]}: ")
+            content.append(ImageSlot())
+        content.append(request.prompt)
         grids: list[list[int]] = []
         if request.images:
             pixel_values, grid = self.processor(list(request.images))
             grids = grid.tolist()
-        ids = self.tokenizer.build_prompt_ids(request.prompt, grids, labels=request.image_labels,
-                                              system=request.system)
+        ids = self.tokenizer.build_prompt_ids(content, request.system, image_grid_thw=grids)
         return Prompt(torch.tensor(ids, dtype=torch.long), pixel_values, grid,
                       max_new_tokens=request.max_new_tokens, logits_processors=list(logits_processors))
 
