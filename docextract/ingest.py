@@ -33,8 +33,9 @@ from typing import BinaryIO, Iterable, Sequence
 
 import numpy as np
 import pymupdf
+# The plugin imports register the formats that sniff() can name.
 from PIL import (BmpImagePlugin, GifImagePlugin, Image, ImageOps, JpegImagePlugin,  # noqa: F401
-                 MpoImagePlugin, PngImagePlugin, TiffImagePlugin, WebPImagePlugin)
+                 PngImagePlugin, TiffImagePlugin, WebPImagePlugin)
 
 from .errors import InputError, UsageError
 from .fsutil import display_name
