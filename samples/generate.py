@@ -19,7 +19,7 @@ import argparse
 import json
 import random
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -45,11 +45,12 @@ class Sample:
 
     stem: str
     kind: str
+    index: int
+    broken: str | None
     doc: pymupdf.Document
     truth: dict[str, Any]
     expected: list[dict[str, str]] | None = None
     why: str = ""
-    files: list[str] = field(default_factory=list)
 
     @property
     def schema(self) -> str:
@@ -135,7 +136,7 @@ def make(kind: str, seed: int, index: int, broken: str | None = None) -> Sample:
     }
     doc, data, expected, why = makers[kind]()
     stem = f"{kind}-s{seed}-{index:03d}" if not broken else f"{kind}-s{seed}-broken-{broken}"
-    sample = Sample(stem, kind, doc, data, expected or None, why)
+    sample = Sample(stem, kind, index, broken, doc, data, expected or None, why)
     _self_check(sample)
     return sample
 
@@ -182,7 +183,7 @@ def write(sample: Sample, out: Path, seed: int, with_photos: bool) -> list[dict[
         entry: dict[str, Any] = {
             "name": stem, "kind": sample.kind, "schema": sample.schema, "form": form,
             "files": files, "pages": sample.doc.page_count, "truth": f"{stem}.truth.json",
-            "broken": sample.expected is not None,
+            "index": sample.index, "broken": sample.broken,
         }
         if sample.expected is not None:
             (out / f"{stem}.expected.json").write_text(_dump({

@@ -170,7 +170,7 @@ def statement_facts(rng: random.Random, rows: int | None = None) -> StatementFac
         narration, ref, debit, credit = _entry(rng, kind, names, employer, code, day)
         if overdraft and k == 3 and debit is not None:
             # Overdraft accounts dip below zero, so some balances print as "Dr".
-            debit = q2(balance + _amount(rng, 2000, 20000))
+            debit = q2(max(balance, Decimal(0)) + _amount(rng, 2000, 20000))
         if not overdraft and debit is not None and debit > balance:
             debit = q2(balance * Decimal("0.3"))
             if debit <= 0:
