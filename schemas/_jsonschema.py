@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import date, datetime
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 SUBSCHEMA_KEYS = ("additionalProperties", "items")
 SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf")
@@ -156,9 +156,6 @@ def _path(base: str, key: str | int) -> str:
     return f"{base}.{key}" if base else key
 
 
-Report = Callable[[str, str], None]
-
-
 class _Validator:
     def __init__(self, root: dict):
         self.root = root
@@ -193,9 +190,8 @@ class _Validator:
             out.append((where, "not one of the allowed values"))
         if "const" in schema and not _equal(value, schema["const"]):
             out.append((where, "not the required constant"))
-        for key in ("allOf",):
-            for sub in schema.get(key, []):
-                self._check(value, sub, where, out, depth + 1)
+        for sub in schema.get("allOf", []):
+            self._check(value, sub, where, out, depth + 1)
         if "anyOf" in schema:
             self._alternatives(value, schema["anyOf"], where, out, depth, exactly_one=False)
         if "oneOf" in schema:

@@ -8,6 +8,7 @@ file: `path.py:ClassName` (a pydantic model) or `path.py` (a module like a built
 from __future__ import annotations
 
 import copy
+import decimal
 import functools
 import hashlib
 import importlib
@@ -132,7 +133,9 @@ def from_model(name: str, model: type[BaseModel], *, version: str | None = None,
         found: list[Issue] = []
         if domain is not None:
             try:
-                found = list(domain(doc))
+                # Room for quantity x price of the widest patterns without rounding.
+                with decimal.localcontext(prec=80):
+                    found = list(domain(doc))
             except Exception as exc:
                 found = [Issue("", "validator_failed",
                                f"the schema's validator failed: {type(exc).__name__}")]

@@ -211,6 +211,7 @@ def _reconcile(doc: BankStatement) -> list[Issue]:
             found.append(error("closing_balance", "balance_mismatch",
                                f"opening + credits - debits = {fmt(expected)}, the statement "
                                f"shows {fmt(doc.closing_balance)}"))
+            return found
     if rows and doc.closing_balance is not None:
         last = rows[0] if _reverse(doc) else rows[-1]
         if last.balance is not None and last.balance != doc.closing_balance:

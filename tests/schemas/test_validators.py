@@ -172,6 +172,9 @@ def test_invoice_line_arithmetic(docs):
         ("lines[1].cgst_amount", "line_tax", "error"), ("lines[1].sgst_amount", "line_tax", "error")}
     assert codes(check("invoice", invoice_with(doc, lines__0__total="2955.99"))) == {
         ("lines[0].total", "line_total", "error")}
+    huge = invoice_with(doc, lines__0__quantity="999999999999.9999",
+                        lines__0__unit_price="99999999999999.9999")
+    assert codes(check("invoice", huge)) == {("lines[0].amount", "line_amount", "error")}
 
 
 def test_invoice_totals(docs):
@@ -303,3 +306,26 @@ def test_validate_and_mask_never_raise(docs, data):
         assert isinstance(result.valid, bool)
         if result.data is not None:
             spec.mask(result.data)
+
+
+MONEY = st.from_regex(r"\A-?(0|[1-9][0-9]{0,14})(\.[0-9]{1,2})?\Z")
+WIDE = st.from_regex(r"\A[1-9][0-9]{11}\.[0-9]{4}\Z")
+ROW_VALUES = (MONEY | WIDE | ANY_JSON
+              | st.from_regex(r"\A[0-9]{4}-(0[1-9]|1[0-2])-[0-3][0-9]\Z"))
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_rows_and_lines_with_any_values_never_break_the_validators(docs, data):
+    for name, key, rows in (("bank_statement", "bank_statement", "transactions"),
+                            ("invoice", "invoice", "lines"), ("invoice", "uk_invoice", "lines")):
+        doc = copy.deepcopy(docs[key])
+        for _ in range(data.draw(st.integers(1, 4))):
+            row = data.draw(st.sampled_from(doc[rows]))
+            row[data.draw(st.sampled_from(sorted(row)))] = data.draw(ROW_VALUES)
+        top = data.draw(st.sampled_from(sorted(doc)))
+        if top != rows:
+            doc[top] = data.draw(MONEY | st.none())
+        result = schemas.get(name).validate(doc)
+        assert "validator_failed" not in {i.type for i in result.issues}
