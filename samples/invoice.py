@@ -11,7 +11,7 @@ import pymupdf
 
 from . import ids, pools
 from .money import group_indian, group_western, q2, rupees_in_words
-from .render import BLACK, GREY, LIGHT, RUPEE, WHITE, Canvas, Color
+from .render import GREY, LIGHT, RUPEE, WHITE, Canvas, Color
 from .statement import A4, MARGIN, wrap
 
 POUND = "\u00a3"
@@ -197,7 +197,8 @@ def _pct(r: Decimal) -> str:
 
 
 def _table(c: Canvas, y: float, cols: list[tuple[str, float, str]], rows: list[list[str]],
-           accent: Color, size: float = 6.8) -> float:
+           accent: Color, size: float = 6.8, wrap_col: int = 1) -> float:
+    """Item table with a header band; the `wrap_col` column wraps. Returns the y below it."""
     c.rect((MARGIN, y, c.width - MARGIN, y + 15), fill=accent)
     x = MARGIN
     for title, width, align in cols:
@@ -206,11 +207,11 @@ def _table(c: Canvas, y: float, cols: list[tuple[str, float, str]], rows: list[l
         x += width
     y += 15
     for row in rows:
-        cells = [wrap(v, width - 5, size) if k == 1 else [v]
+        cells = [wrap(v, width - 5, size) if k == wrap_col else [v]
                  for k, (v, (_, width, _)) in enumerate(zip(row, cols))]
         height = max(len(cl) for cl in cells) * 8.6 + 5
         x = MARGIN
-        for (title, width, align), lines in zip(cols, cells):
+        for (_title, width, align), lines in zip(cols, cells):
             tx = x + width - 2.5 if align == "right" else x + 2.5
             for k, line in enumerate(lines):
                 c.text(tx, y + 9 + k * 8.6, line, size, align=align)
@@ -350,8 +351,7 @@ def draw_uk(f: InvoiceFacts, rng: random.Random) -> pymupdf.Document:
             group_western(ln.unit_price)
         rows.append([ln.description, _qty(ln.quantity), f"{POUND}{price}", _pct(ln.rate),
                      f"{POUND}{group_western(ln.net)}", f"{POUND}{group_western(ln.vat)}"])
-    cols_shifted = [("", 0, "left")] + cols
-    y = _table(c, y, cols_shifted, [[""] + r for r in rows], f.accent, size=7.5) + 16
+    y = _table(c, y, cols, rows, f.accent, size=7.5, wrap_col=0) + 16
 
     x_label, x_val = 360, w - MARGIN
     c.text(x_label, y, "Total net (excl. VAT)", 8)

@@ -144,8 +144,8 @@ def statement_facts(rng: random.Random, rows: int | None = None) -> StatementFac
     overdraft = account_type == "Overdraft"
     opening = _amount(rng, 500, 12000) if overdraft else _amount(rng, 3000, 240000)
     n = rows if rows is not None else rng.randint(30, 70)
-    names = [f"{rng.choice(pools.MALE_NAMES + pools.FEMALE_NAMES)[0]} {rng.choice(pools.SURNAMES)[0]}"
-             for _ in range(8)]
+    firsts = pools.MALE_NAMES + pools.FEMALE_NAMES
+    names = [f"{rng.choice(firsts)[0]} {rng.choice(pools.SURNAMES)[0]}" for _ in range(8)]
     employer = rng.choice(pools.EMPLOYERS)
 
     days = sorted(start + timedelta(days=rng.randint(0, (end - start).days)) for _ in range(n))
@@ -186,7 +186,8 @@ def statement_facts(rng: random.Random, rows: int | None = None) -> StatementFac
         bank=bank, bank_colour=colour, branch=branch,
         branch_address=f"{rng.randint(1, 99)}, {branch} {pin}{rng.randint(1, 99):03d}",
         ifsc=ids.ifsc(rng, code), micr=ids.micr(rng, micr_city, micr_bank),
-        holder=p.name_en.upper() if rng.random() < 0.6 else f"{'MR' if p.gender == 'MALE' else 'MS'}. {p.name_en.upper()}",
+        holder=(p.name_en.upper() if rng.random() < 0.6
+                else f"{'MR' if p.gender == 'MALE' else 'MS'}. {p.name_en.upper()}"),
         holder_address=address, account_number=ids.account_number(rng, rng.choice((11, 12, 14))),
         account_type=account_type, customer_id=str(rng.randint(10**7, 10**9)),
         start=start, end=end, opening=opening, txns=txns,
@@ -196,7 +197,7 @@ def statement_facts(rng: random.Random, rows: int | None = None) -> StatementFac
 
 
 def wrap(s: str, width: float, size: float) -> list[str]:
-    """Greedy wrap at spaces, "/" and "-" (narrations are long slash-joined codes), else anywhere."""
+    """Greedy wrap at spaces, "/" and "-" (narrations are slash-joined codes), else anywhere."""
     lines, cur = [], ""
     tokens, tok = [], ""
     for ch in s:
@@ -280,7 +281,7 @@ def _row(c: Canvas, y: float, cells: list[list[str]], shade: bool, bold: bool = 
     if shade:
         c.rect((MARGIN, y - 1, c.width - MARGIN, y + height - 1), fill=(0.955, 0.965, 0.98))
     x = MARGIN
-    for (title, width, align), lines in zip(COLUMNS, cells):
+    for (_title, width, align), lines in zip(COLUMNS, cells):
         tx = x + width - 3 if align == "right" else x + 3
         for k, line in enumerate(lines):
             c.text(tx, y + 7 + k * LINE, line, FONT, bold=bold, align=align)

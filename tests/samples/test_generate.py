@@ -34,7 +34,8 @@ def test_documents_do_not_depend_on_each_other():
 
 
 def test_gst_invoices_alternate_inter_and_intra_state():
-    intra, inter = generate.make("gst_invoice", 4, 1).truth, generate.make("gst_invoice", 4, 2).truth
+    intra = generate.make("gst_invoice", 4, 1).truth
+    inter = generate.make("gst_invoice", 4, 2).truth
     assert intra["igst_total"] is None and intra["cgst_total"] == intra["sgst_total"]
     assert intra["supplier"]["state_code"] == intra["place_of_supply_code"]
     assert inter["igst_total"] is not None and inter["cgst_total"] is None
