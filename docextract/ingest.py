@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import math
 import os
 import stat
@@ -61,12 +62,18 @@ pymupdf.TOOLS.mupdf_display_errors(False)
 pymupdf.TOOLS.mupdf_display_warnings(False)
 # pymupdf is not thread-safe and batch reads documents in worker threads.
 _PDF_LOCK = threading.Lock()
+# What pymupdf raises for a damaged file: its own errors, and MuPDF's (not RuntimeErrors).
+_PDF_ERRORS = (RuntimeError, ValueError, pymupdf.mupdf.FzErrorBase)
 _EXIF_ORIENTATION = 0x0112
 
 _BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
-# Everything Pillow and its plugins raise for a corrupt or truncated image.
-_IMAGE_ERRORS = (OSError, SyntaxError, ValueError, struct.error, IndexError, EOFError,
-                 RuntimeError) + _BOMB_ERRORS
+# Everything Pillow and its plugins raise for a corrupt or truncated image (a superset of what
+# Image.open itself catches while identifying a file).
+_IMAGE_ERRORS = (OSError, SyntaxError, ValueError, struct.error, IndexError, KeyError, TypeError,
+                 EOFError, RuntimeError) + _BOMB_ERRORS
+# Pillow logs corrupt-file details at error level; without a handler, logging's last resort
+# would print them on stderr. The InputError says what matters.
+logging.getLogger("PIL").addHandler(logging.NullHandler())
 
 
 @dataclass
@@ -364,15 +371,20 @@ def _load_pdf(data: bytes, ctx: _Context, password: str | None) -> list[Page]:
     with _PDF_LOCK:
         try:
             doc = pymupdf.open(stream=data, filetype="pdf")
-        except (RuntimeError, ValueError) as exc:
-            raise InputError(f"{name}: PDF is damaged and cannot be opened ({_first_line(exc)})",
-                             hint="open it in a PDF viewer and save or print it to a new PDF"
-                             ) from None
+        except _PDF_ERRORS as exc:
+            raise _damaged_pdf(name, "cannot be opened", exc) from None
         try:
             return _render_pdf(doc, ctx, password)
+        except _PDF_ERRORS as exc:
+            raise _damaged_pdf(name, "cannot be read", exc) from None
         finally:
             doc.close()
             pymupdf.TOOLS.reset_mupdf_warnings()
+
+
+def _damaged_pdf(name: str, what: str, exc: BaseException) -> InputError:
+    return InputError(f"{name}: PDF is damaged and {what} ({_first_line(exc)})",
+                      hint="open it in a PDF viewer and save or print it to a new PDF")
 
 
 def _render_pdf(doc, ctx: _Context, password: str | None) -> list[Page]:
@@ -392,7 +404,7 @@ def _render_pdf(doc, ctx: _Context, password: str | None) -> list[Page]:
         try:
             page = doc.load_page(number - 1)
             rect = page.rect
-        except (RuntimeError, ValueError) as exc:
+        except _PDF_ERRORS as exc:
             raise InputError(f"{name}: page {number} cannot be read ({_first_line(exc)})") from None
         w_pt, h_pt = rect.width, rect.height
         if not (w_pt > 0 and h_pt > 0):
@@ -410,7 +422,7 @@ def _render_pdf(doc, ctx: _Context, password: str | None) -> list[Page]:
         matrix = pymupdf.Matrix(w / w_pt, h / h_pt)
         try:
             pix = page.get_pixmap(matrix=matrix, colorspace=pymupdf.csRGB, alpha=False)
-        except (RuntimeError, ValueError) as exc:
+        except _PDF_ERRORS as exc:
             raise InputError(f"{name}: page {number} cannot be rendered "
                              f"({_first_line(exc)})") from None
         image = Image.frombytes("RGB", (pix.width, pix.height), pix.samples, "raw", "RGB",
@@ -433,12 +445,12 @@ def _load_image(data: bytes, kind: str, ctx: _Context) -> list[Page]:
     try:
         # The plugin reads only the header here; nothing is decoded yet.
         im = factory(io.BytesIO(data), "")
+        # Only TIFF holds pages; other frames (GIF, WebP, MPO, HEIF) are animations or variants.
+        count = im.n_frames if kind == "TIFF" else 1
     except _BOMB_ERRORS:
         raise _bomb(name, "image", None) from None
     except _IMAGE_ERRORS as exc:
         raise InputError(f"{name}: {label} image is corrupt ({_first_line(exc)})") from None
-    # Only TIFF holds pages; the other frames of GIF, WebP, MPO or HEIF are animations or variants.
-    count = getattr(im, "n_frames", 1) if kind == "TIFF" else 1
     pages = []
     for number in ctx.select(count):
         try:
@@ -534,18 +546,18 @@ def _gif_canvas(data: bytes) -> tuple[int, int] | None:
         return None
     width, height, flags = struct.unpack_from("<HHB", data, 6)
     pos = 13 + ((3 << ((flags & 7) + 1)) if flags & 0x80 else 0)
-    while pos < len(data):
+    # Walked as Pillow walks it: extensions skipped, stray bytes skipped, ";" ends the file.
+    while pos < len(data) and data[pos] != 0x3B:
         if data[pos] == 0x2C:
             if pos + 9 > len(data):
                 return None
             x, y, w, h = struct.unpack_from("<HHHH", data, pos + 1)
             return max(width, x + w), max(height, y + h)
-        if data[pos] != 0x21:
-            return None
-        # Extension: introducer, label, then data sub-blocks up to an empty one.
-        pos += 2
-        while pos < len(data) and data[pos]:
-            pos += data[pos] + 1
+        if data[pos] == 0x21:
+            # Extension: introducer, label, then data sub-blocks up to an empty one.
+            pos += 2
+            while pos < len(data) and data[pos]:
+                pos += data[pos] + 1
         pos += 1
     return None
 

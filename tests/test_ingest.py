@@ -652,6 +652,50 @@ def test_bad_arguments_are_usage_errors(pdf3):
             ingest.load(pdf3, **kwargs)
 
 
+@pytest.fixture(scope="module")
+def seed_files():
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    seeds = {}
+    for fmt in ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "HEIF"):
+        buf = io.BytesIO()
+        quadrants(40, 30).save(buf, fmt)
+        seeds[fmt] = buf.getvalue()
+    doc = pymupdf.open()
+    doc.new_page(width=200, height=100).insert_text((20, 50), "total 100.00")
+    seeds["PDF"] = doc.tobytes()
+    return seeds
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "HEIF", "PDF"])
+def test_damaged_files_never_crash(seed_files, fmt):
+    """Bytes flipped, cut out or inserted: either model-ready pages or an InputError, nothing
+    else (this once found Pillow's TypeError on a TIFF and MuPDF's non-RuntimeError errors)."""
+    rng = random.Random(fmt)
+    outcomes = set()
+    for _ in range(40):
+        data = bytearray(seed_files[fmt])
+        for _ in range(rng.randint(1, 6)):
+            i = rng.randrange(len(data))
+            op = rng.random()
+            if op < 0.6:
+                data[i] = rng.randrange(256)
+            elif op < 0.8:
+                del data[i:i + rng.randint(1, 40)]
+            else:
+                data[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+        try:
+            pages = ingest.load("-", stdin=io.BytesIO(bytes(data)), max_pixels=4096, dpi=36)
+        except InputError as exc:
+            assert exc.message.startswith("stdin: ") and "\n" not in exc.message
+            outcomes.add("error")
+        else:
+            assert_model_ready(pages, 4096)
+            outcomes.add("pages")
+    assert "error" in outcomes
+
+
 # ---- hashing and writing ----
 
 def test_file_sha256(tmp_path, pdf3):
