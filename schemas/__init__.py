@@ -23,7 +23,8 @@ This package imports pydantic and the standard library only (no torch, no engine
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from ..errors import UsageError
 
@@ -169,4 +170,4 @@ def _entry_points() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
-__all__ = ["BUILTIN", "CODES", "Issue", "Spec", "Validation", "get", "names", "UsageError"]
+__all__ = ["BUILTIN", "CODES", "Issue", "Spec", "UsageError", "Validation", "get", "names"]

@@ -7,7 +7,8 @@ import copy
 import re
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Callable, Iterable
+from typing import Any
+from collections.abc import Callable, Iterable
 
 from . import Issue
 from .checks import Finding

@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 import re
 from datetime import date, datetime
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 SUBSCHEMA_KEYS = ("additionalProperties", "items")
 SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf")
@@ -128,7 +129,8 @@ def _equal(a: Any, b: Any) -> bool:
 
 
 _FORMAT_RX = {
-    "date-time": re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"),
+    "date-time": re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?"
+                            r"([Zz]|[+-]\d{2}:\d{2})"),
     "time": re.compile(r"\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"),
     "email": re.compile(r"[^@\s]+@[^@\s]+"),
     "uuid": re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
@@ -243,7 +245,8 @@ class _Validator:
                          ("exclusiveMinimum", lambda v, b: v <= b),
                          ("exclusiveMaximum", lambda v, b: v >= b)):
             bound = schema.get(key)
-            if isinstance(bound, (int, float)) and not isinstance(bound, bool) and bad(value, bound):
+            numeric = isinstance(bound, (int, float)) and not isinstance(bound, bool)
+            if numeric and bad(value, bound):
                 out.append((where, f"violates {key} {bound}"))
 
     def _array(self, value: list, schema: dict, where: str, out: list, depth: int) -> None:

@@ -18,7 +18,8 @@ import re
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from pydantic import BaseModel, ValidationError
 
@@ -72,7 +73,7 @@ def _split_py(name: str) -> tuple[Path | None, str | None]:
     return Path(m[1]), m[2]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def builtin(name: str) -> Spec:
     module = importlib.import_module(f"{__package__}.{name}")
     return from_module(name, module)
@@ -87,7 +88,8 @@ def from_module(name: str, module: ModuleType) -> Spec:
                          hint="define Model, VERSION and INSTRUCTION as the built-in schemas do")
     return from_model(name, model, version=str(getattr(module, "VERSION", "")) or None,
                       instruction=getattr(module, "INSTRUCTION", None),
-                      domain=getattr(module, "validate", None), masker=getattr(module, "mask", None),
+                      domain=getattr(module, "validate", None),
+                      masker=getattr(module, "mask", None),
                       decoder_form=name in BUILTIN)
 
 

@@ -62,7 +62,7 @@ def validate(doc: AadhaarCard, today: date | None = None) -> list[Issue]:
         found.append(warning("aadhaar_number", "missing_field", "no Aadhaar number was found"))
     elif _masked(doc.aadhaar_number):
         found.append(warning("aadhaar_number", "aadhaar_masked",
-                             "the number is masked on the document; its checksum cannot be checked"))
+                             "the number is masked on the document; its checksum is unchecked"))
     else:
         found += issues("aadhaar_number", checks.aadhaar(doc.aadhaar_number))
     if doc.vid is not None:
@@ -75,7 +75,8 @@ def validate(doc: AadhaarCard, today: date | None = None) -> list[Issue]:
                          what="date of birth")
     if doc.year_of_birth is not None:
         if doc.year_of_birth > today.year:
-            found.append(error("year_of_birth", "date_future", "the year of birth is in the future"))
+            found.append(error("year_of_birth", "date_future",
+                               "the year of birth is in the future"))
         if doc.date_of_birth is not None and doc.date_of_birth.year != doc.year_of_birth:
             found.append(error("year_of_birth", "dob_mismatch",
                                "the year of birth differs from the date of birth"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from itertools import pairwise
 from decimal import Decimal
 
 from pydantic import Field
@@ -143,7 +144,7 @@ def _period(doc: BankStatement, today: date) -> list[Issue]:
                                "the row date is outside the statement period"))
     if len(dated) >= 2:
         ascending = dated[0][1] <= dated[-1][1]
-        for (_, a), (j, b) in zip(dated, dated[1:]):
+        for (_, a), (j, b) in pairwise(dated):
             if (b < a) if ascending else (b > a):
                 found.append(error(loc("transactions", j, "date"), "date_order",
                                    "the row is out of date order"))

@@ -180,8 +180,9 @@ def gstin(value: Any) -> list[Finding]:
     for code, msg, sev in pan(value[2:12]):
         found.append(("gstin_pan", f"characters 3-12 are not a valid PAN: {msg}", sev))
     if value[13] != "Z":
-        found.append(("gstin_special", "the 14th character is not Z: a special registration "
-                      "(TDS/TCS, UIN, non-resident); check it on the GST portal", WARNING))
+        found.append(("gstin_special", ("the 14th character is not Z: a special registration "
+                                        "(TDS/TCS, UIN, non-resident); check it on the GST "
+                                        "portal"), WARNING))
     if gstin_check_char(value[:14]) != value[14]:
         found.append(("gstin_checksum", "the check character (15th) does not match", ERROR))
     return found

@@ -242,19 +242,19 @@ def _line_tax(doc: Invoice, i: int, line: Line, intra: bool | None) -> list[Issu
     found: list[Issue] = []
     full = round2(line.amount * line.tax_rate / 100)
     half = round2(line.amount * line.tax_rate / 200)
-    checks_: list[tuple[str, Decimal | None, Decimal]] = []
+    expected_taxes: list[tuple[str, Decimal | None, Decimal]] = []
     if doc.tax_regime == "in_gst":
         if line.igst_amount is not None and line.igst_amount != 0:
-            checks_.append(("igst_amount", line.igst_amount, full))
+            expected_taxes.append(("igst_amount", line.igst_amount, full))
         if line.cgst_amount is not None:
-            checks_.append(("cgst_amount", line.cgst_amount, half))
+            expected_taxes.append(("cgst_amount", line.cgst_amount, half))
         if line.sgst_amount is not None:
-            checks_.append(("sgst_amount", line.sgst_amount, half))
+            expected_taxes.append(("sgst_amount", line.sgst_amount, half))
         if intra is False and line.igst_amount is None and line.cgst_amount is None:
-            checks_.append(("tax_amount", line.tax_amount, full))
+            expected_taxes.append(("tax_amount", line.tax_amount, full))
     else:
-        checks_.append(("tax_amount", line.tax_amount, full))
-    for name, shown, expected in checks_:
+        expected_taxes.append(("tax_amount", line.tax_amount, full))
+    for name, shown, expected in expected_taxes:
         if shown is not None and not close(shown, expected):
             found.append(error(loc("lines", i, name), "line_tax",
                                f"amount x rate gives {fmt(expected)}, the line shows {fmt(shown)}"))
@@ -281,7 +281,8 @@ def _totals(doc: Invoice) -> list[Issue]:
         total = getattr(doc, total_name)
         summed = _sum([getattr(ln, line_name) for ln in lines])
         if total is not None and summed is not None and not close(total, summed, tolerance):
-            found.append(error(total_name, "tax_total", f"the lines' taxes add up to {fmt(summed)}"))
+            found.append(error(total_name, "tax_total",
+                               f"the lines' taxes add up to {fmt(summed)}"))
     parts = [v for v in (doc.cgst_total, doc.sgst_total, doc.igst_total, doc.cess_total)
              if v is not None]
     tax = doc.tax_total

@@ -153,7 +153,8 @@ def test_user_python_file_problems(tmp_path):
     with pytest.raises(UsageError, match="failed to import"):
         schemas.get(f"{broken}:Model")
     unsupported = tmp_path / "sets.py"
-    unsupported.write_text("from pydantic import BaseModel\nclass M(BaseModel):\n    tags: set[str]\n")
+    unsupported.write_text("from pydantic import BaseModel\n"
+                           "class M(BaseModel):\n    tags: set[str]\n")
     with pytest.raises(UsageError, match="uniqueItems"):
         schemas.get(f"{unsupported}:M")
     plain = tmp_path / "plain.py"

@@ -17,7 +17,7 @@ from docextract.schemas import CODES
 
 def check(name: str, doc: dict):
     result = schemas.get(name).validate(json.dumps(doc))
-    assert set(i.type for i in result.issues) <= set(CODES)
+    assert {i.type for i in result.issues} <= set(CODES)
     return result
 
 
@@ -169,7 +169,8 @@ def test_invoice_line_arithmetic(docs):
                                                lines__1__sgst_amount="47.60",
                                                cgst_total="273.05", sgst_total="273.05",
                                                tax_total="546.10", round_off="-0.10"))) == {
-        ("lines[1].cgst_amount", "line_tax", "error"), ("lines[1].sgst_amount", "line_tax", "error")}
+        ("lines[1].cgst_amount", "line_tax", "error"),
+        ("lines[1].sgst_amount", "line_tax", "error")}
     assert codes(check("invoice", invoice_with(doc, lines__0__total="2955.99"))) == {
         ("lines[0].total", "line_total", "error")}
     huge = invoice_with(doc, lines__0__quantity="999999999999.9999",
