@@ -119,6 +119,9 @@ class Engine:
             embeds, positions, used, start = [], [], 0, 0
             for ids in rows:
                 runs = int(((ids == cfg.image_token_id).int().diff(prepend=torch.zeros(1, dtype=torch.int)) == 1).sum())
+                if used + runs > len(grids):
+                    raise ModelError(f"engine: {len(grids)} images given for more image placeholder runs",
+                                     hint="pass pixel_values and image_grid_thw for every image")
                 grid = torch.stack(grids[used : used + runs]) if runs else None
                 pos, _ = mrope_positions(ids, grid, cfg.image_token_id, merge)
                 n_img = int((ids == cfg.image_token_id).sum())
