@@ -7,6 +7,7 @@ first use, so TRITON_INTERPRET=1 (Triton on CPU tensors) may be set after import
 
 from .conv import causal_conv1d, causal_conv1d_update
 from .gated_delta import chunk_gated_delta_rule, recurrent_gated_delta_rule
+from .moe import ExpertWeights, moe_experts, moe_route
 from .norm import gated_rms_norm, rms_norm
 
 __all__ = [
@@ -16,4 +17,7 @@ __all__ = [
     "causal_conv1d_update",
     "chunk_gated_delta_rule",
     "recurrent_gated_delta_rule",
+    "moe_route",
+    "moe_experts",
+    "ExpertWeights",
 ]
