@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pymupdf
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile, JpegImagePlugin
 
@@ -139,8 +139,7 @@ def test_fit_size(size, budget, expected):
 @given(w=st.floats(1, 30000), h=st.floats(1, 30000), tiles=st.integers(1, 6000))
 def test_fit_size_properties(w, h, tiles):
     budget = tiles * 32 * 32
-    if max(w, h) / min(w, h) > ingest.MAX_ASPECT_RATIO:
-        return
+    assume(max(w, h) / min(w, h) <= ingest.MAX_ASPECT_RATIO)
     tw, th = ingest.fit_size(w, h, budget)
     assert tw % 32 == 0 and th % 32 == 0 and tw >= 32 and th >= 32
     assert tw * th <= budget
