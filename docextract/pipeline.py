@@ -256,8 +256,11 @@ def run_files(files: Sequence[str], opts: RunOptions, console: Console, *, out: 
 def validate_document(text: str, spec, *, unmask: bool = False) -> dict[str, Any]:
     """`docextract validate`: check a JSON document against a schema's shape and domain rules.
     Not JSON at all -> InputError (exit 3)."""
+    def no_constants(name: str):
+        raise InputError(f"not JSON: {name} is not a JSON value")
+
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=no_constants)
     except json.JSONDecodeError as exc:
         raise InputError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     validation = spec.validate(obj)

@@ -106,3 +106,8 @@ def test_traceback_only_with_verbose():
             Console(stderr=err, verbose=verbose).report(exc)
         assert ("Traceback" in err.getvalue()) is verbose
         assert "error: internal error: ValueError: bad" in err.getvalue()
+
+
+def test_validate_refuses_nan_as_not_json():
+    res = CliRunner().invoke(app, ["validate", "-", "-s", "pan"], input="NaN")
+    assert res.exit_code == 3 and "not JSON" in res.stderr
