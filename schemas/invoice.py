@@ -289,6 +289,9 @@ def _totals(doc: Invoice) -> list[Issue]:
     if tax is not None and parts and not close(tax, sum(parts, Decimal(0))):
         found.append(error("tax_total", "tax_total",
                            "the tax total differs from CGST + SGST + IGST + cess"))
+    line_tax = _sum([ln.tax_amount for ln in lines])
+    if tax is not None and not parts and line_tax is not None and not close(tax, line_tax, tolerance):
+        found.append(error("tax_total", "tax_total", f"the lines' tax adds up to {fmt(line_tax)}"))
     if tax is None and parts:
         tax = sum(parts, Decimal(0))
     if tax is None and doc.tax_regime != "in_gst":
