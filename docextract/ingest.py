@@ -28,6 +28,7 @@ import stat
 import struct
 import sys
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable, Sequence
@@ -71,9 +72,10 @@ _BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 # Image.open itself catches while identifying a file).
 _IMAGE_ERRORS = (OSError, SyntaxError, ValueError, struct.error, IndexError, KeyError, TypeError,
                  EOFError, RuntimeError) + _BOMB_ERRORS
-# Pillow logs corrupt-file details at error level; without a handler, logging's last resort
-# would print them on stderr. The InputError says what matters.
+# Pillow logs and warns about corrupt-file details; without this, logging's last resort and the
+# warnings module would print them on stderr. The InputError (or the decoded page) is what matters.
 logging.getLogger("PIL").addHandler(logging.NullHandler())
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 
 @dataclass

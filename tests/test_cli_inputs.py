@@ -321,20 +321,23 @@ def test_stdin_is_sniffed_from_the_bytes(tmp_path):
     assert (entry["width"], entry["height"]) == (288, 192)
 
 
-def test_corrupt_tiff_leaves_only_the_error_on_stderr(tmp_path):
-    # SamplesPerPixel patched to 30000: Pillow logs an error of its own before refusing the file.
+@pytest.mark.parametrize("tag, value, reason", [
+    (277, 30000, "Invalid value for samples per pixel"),  # Pillow logs an error of its own
+    (258, 10**6, "unknown data organization"),  # Pillow warns "Truncated File Read"
+], ids=["logged", "warned"])
+def test_corrupt_tiff_leaves_only_the_error_on_stderr(tmp_path, tag, value, reason):
     buf = io.BytesIO()
     Image.new("RGB", (40, 30), RED).save(buf, "TIFF")
     data = bytearray(buf.getvalue())
     ifd = struct.unpack_from("<I", data, 4)[0]
     for k in range(struct.unpack_from("<H", data, ifd)[0]):
         entry = ifd + 2 + 12 * k
-        if struct.unpack_from("<H", data, entry)[0] == 277:
-            struct.pack_into("<H", data, entry + 8, 30000)
+        if struct.unpack_from("<H", data, entry)[0] == tag:
+            struct.pack_into("<H" if value < 65536 else "<I", data, entry + 8, value)
     path = tmp_path / "fax.tif"
     path.write_bytes(bytes(data))
     proc = subprocess.run(console_script() + ["pages", str(path), "--out", str(tmp_path / "o")],
                           capture_output=True, timeout=60)
     stderr = proc.stderr.decode()
     assert_input_error(proc.returncode, proc.stdout.decode(), stderr, str(path))
-    assert stderr == f"error: {path}: TIFF image is corrupt (Invalid value for samples per pixel)\n"
+    assert stderr == f"error: {path}: TIFF image is corrupt ({reason})\n"
