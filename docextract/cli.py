@@ -62,7 +62,9 @@ OfflineOpt = Annotated[bool, typer.Option("--offline", envvar="HF_HUB_OFFLINE",
 
 
 def _console(quiet: bool = False, verbose: bool = False, no_progress: bool = False) -> Console:
-    return Console(quiet=quiet, verbose=verbose, progress_enabled=not no_progress)
+    console = Console(quiet=quiet, verbose=verbose, progress_enabled=not no_progress)
+    console.capture_library_output()
+    return console
 
 
 @contextmanager

@@ -124,6 +124,26 @@ class Console:
             self.error(f"internal error: {type(exc).__name__}: {exc}",
                        None if self.verbose else "run again with -v to see the traceback")
 
+    def capture_library_output(self) -> None:
+        """Python warnings and log records of the libraries become debug lines (-v), so that
+        stderr carries only our own one-line messages."""
+        import logging
+        import warnings
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            self.debug(f"{category.__name__}: {message}")
+
+        warnings.showwarning = show
+        console = self
+
+        class _Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                console.debug(f"{record.name}: {record.getMessage()}")
+
+        root = logging.getLogger()
+        root.handlers = [_Handler()]
+        root.setLevel(logging.DEBUG if self.verbose else logging.WARNING)
+
     # ---- progress (stderr) ----
     @contextmanager
     def progress(self, description: str, total: int | None = None) -> Iterator["Progress"]:

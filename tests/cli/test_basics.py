@@ -111,3 +111,16 @@ def test_traceback_only_with_verbose():
 def test_validate_refuses_nan_as_not_json():
     res = CliRunner().invoke(app, ["validate", "-", "-s", "pan"], input="NaN")
     assert res.exit_code == 3 and "not JSON" in res.stderr
+
+
+def test_library_warnings_and_logs_only_show_with_verbose():
+    import logging
+    import warnings
+
+    for verbose in (False, True):
+        err = io.StringIO()
+        Console(stderr=err, verbose=verbose).capture_library_output()
+        warnings.warn("deprecated thing", DeprecationWarning, stacklevel=1)
+        logging.getLogger("some.lib").warning("noisy")
+        assert ("deprecated thing" in err.getvalue()) is verbose
+        assert ("noisy" in err.getvalue()) is verbose
