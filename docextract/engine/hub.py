@@ -8,8 +8,9 @@ a callback; nothing here prints.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..errors import ModelError, UsageError
 
@@ -94,59 +95,58 @@ def _check_config(folder: Path, repo_id: str) -> None:
     load_config(folder)
 
 
-class _hub_errors:
+@contextmanager
+def _hub_errors(repo_id: str, revision: str | None, offline: bool,
+                dest: str | Path | None) -> Iterator[None]:
     """Turns huggingface_hub and network failures into ModelErrors with a hint."""
+    try:
+        yield
+    except (ModelError, UsageError):
+        raise
+    except Exception as exc:
+        translated = _translate(exc, repo_id, revision, offline, dest)
+        if translated is None:
+            raise
+        raise translated from exc
 
-    def __init__(self, repo_id: str, revision: str | None, offline: bool,
-                 dest: str | Path | None):
-        self.repo_id, self.revision, self.offline, self.dest = repo_id, revision, offline, dest
 
-    def __enter__(self) -> None:
-        return None
+def _translate(exc: Exception, repo: str, revision: str | None, offline: bool,
+               dest: str | Path | None) -> ModelError | None:
+    from huggingface_hub import errors
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or isinstance(exc, (ModelError, UsageError)):
-            return False
-        from huggingface_hub import errors
-
-        repo = self.repo_id
-        if isinstance(exc, errors.IncompleteSnapshotError):
-            raise ModelError(f"the cached copy of {repo} is incomplete and the Hub cannot be "
-                             "reached", hint="run `docextract model pull` online once more; it "
-                                             "resumes where it stopped") from exc
-        if isinstance(exc, (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled)):
-            if self.offline:
-                hint = "run `docextract model pull` without --offline once to download it"
-            else:
-                hint = ("check the network connection (or HF_ENDPOINT / proxy settings); "
-                        "HF_HUB_OFFLINE=1 also blocks downloads")
-            raise ModelError(f"{repo} is not in the local cache and cannot be downloaded",
-                             hint=hint) from exc
-        if isinstance(exc, errors.GatedRepoError):
-            raise ModelError(f"{repo} is gated", hint="accept its licence on the model page and "
-                                                      "set HF_TOKEN") from exc
-        if isinstance(exc, errors.RepositoryNotFoundError):
-            raise ModelError(f"model repository not found: {repo}",
-                             hint="check the spelling (OWNER/NAME); a private repository needs "
-                                  "HF_TOKEN") from exc
-        if isinstance(exc, errors.RevisionNotFoundError):
-            raise ModelError(f"revision {self.revision!r} not found in {repo}",
-                             hint="use a branch, tag or commit of the repository") from exc
-        if isinstance(exc, errors.HfHubHTTPError):
-            raise ModelError(f"download of {repo} failed: {_first_line(exc)}",
-                             hint="run the same command again; it resumes where it "
-                                  "stopped") from exc
-        if isinstance(exc, (ConnectionError, TimeoutError)) or \
-                type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "requests", "urllib3"):
-            raise ModelError(f"network error while downloading {repo}: {_first_line(exc)}",
-                             hint="check the connection and run the command again; it resumes "
-                                  "where it stopped") from exc
-        if isinstance(exc, OSError):
-            where = self.dest or "the Hugging Face cache"
-            raise ModelError(f"cannot write the download to {where}: {exc}",
-                             hint="check free disk space and permissions (HF_HOME moves the "
-                                  "cache)") from exc
-        return False
+    resume = "run the same command again; it resumes where it stopped"
+    if isinstance(exc, errors.IncompleteSnapshotError):
+        return ModelError(f"the cached copy of {repo} is incomplete and the Hub cannot be "
+                          "reached", hint="run `docextract model pull` online once more; it "
+                                          "resumes where it stopped")
+    if isinstance(exc, (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled)):
+        if offline:
+            hint = "run `docextract model pull` without --offline once to download it"
+        else:
+            hint = ("check the network connection (or HF_ENDPOINT / proxy settings); "
+                    "HF_HUB_OFFLINE=1 also blocks downloads")
+        return ModelError(f"{repo} is not in the local cache and cannot be downloaded", hint=hint)
+    if isinstance(exc, errors.GatedRepoError):
+        return ModelError(f"{repo} is gated",
+                          hint="accept its licence on the model page and set HF_TOKEN")
+    if isinstance(exc, errors.RepositoryNotFoundError):
+        return ModelError(f"model repository not found: {repo}",
+                          hint="check the spelling (OWNER/NAME); a private repository needs "
+                               "HF_TOKEN")
+    if isinstance(exc, errors.RevisionNotFoundError):
+        return ModelError(f"revision {revision!r} not found in {repo}",
+                          hint="use a branch, tag or commit of the repository")
+    if isinstance(exc, errors.HfHubHTTPError):
+        return ModelError(f"download of {repo} failed: {_first_line(exc)}", hint=resume)
+    network = type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "requests", "urllib3")
+    if network or isinstance(exc, (ConnectionError, TimeoutError)):
+        return ModelError(f"network error while downloading {repo}: {_first_line(exc)}",
+                          hint="check the connection; " + resume)
+    if isinstance(exc, OSError):
+        return ModelError(f"cannot write the download to {dest or 'the Hugging Face cache'}: "
+                          f"{exc}", hint="check free disk space and permissions (HF_HOME moves "
+                                         "the cache)")
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

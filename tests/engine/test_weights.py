@@ -370,3 +370,31 @@ def test_model_shape_mismatch_against_config(tiny_checkpoint):
     with pytest.raises(ModelError) as err:
         load_weights(model, ckpt.path, cfg)
     assert "embed_tokens.weight [512, 64] (expected [1024, 64])" in err.value.message
+
+
+def test_shards_are_read_one_at_a_time(tiny_checkpoint, monkeypatch):
+    import safetensors
+
+    ckpt = tiny_checkpoint("moe", shards=3)
+    cfg = load_config(ckpt.path)
+    plan = plan_load(ckpt.path, cfg, expected_shapes(cfg))
+    opened, real = [], safetensors.safe_open
+
+    def recording(path, *args, **kwargs):
+        opened.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors, "safe_open", recording)
+    when = {name: len(opened) for name, _ in iter_weights(plan)}
+    assert opened == [f"model-0000{k}-of-00003.safetensors" for k in (1, 2, 3)]
+    # Each tensor is yielded as soon as the shard holding its last piece has been read.
+    shard_of = {n: int(e.file.name[6:11]) for n, e in read_headers(ckpt.path).items()}
+    for name, count in when.items():
+        prefix = name.rsplit(".", 1)[0] + "."
+        pieces = [k for n, k in shard_of.items()
+                  if n == name or (n.startswith(prefix) and ".experts." in name
+                                   and n.endswith(("gate_proj.weight", "up_proj.weight")
+                                                  if name.endswith("gate_up_proj")
+                                                  else "down_proj.weight"))]
+        assert count == max(pieces), name
+    assert set(when.values()) == {1, 2, 3}
