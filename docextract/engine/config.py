@@ -99,7 +99,7 @@ class TextConfig:
     dtype: str | None = None
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TextConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TextConfig:
         return cls(**_filter(cls, data))
 
     def __post_init__(self) -> None:
@@ -249,7 +249,7 @@ class VisionConfig:
     model_type: str | None = None
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "VisionConfig":
+    def from_dict(cls, data: dict[str, Any]) -> VisionConfig:
         return cls(**_filter(cls, data))
 
     def __post_init__(self) -> None:
@@ -319,7 +319,7 @@ class ModelConfig:
     quantization_config: dict[str, Any] | None = None
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         if not isinstance(data, dict):
             raise ModelError("config: config.json does not hold a JSON object")
         model_type = data.get("model_type")

@@ -8,9 +8,10 @@ a callback; nothing here prints.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ..errors import ModelError, UsageError
 
@@ -66,9 +67,9 @@ def pull(repo_id: str, dest: str | Path | None = None, *, offline: bool = False,
     except ValueError as exc:
         raise UsageError(f"invalid model repository id {repo_id!r}",
                          hint="expected OWNER/NAME, e.g. Qwen/Qwen3.5-35B-A3B") from exc
-    kwargs: dict[str, Any] = dict(
-        revision=revision, local_files_only=offline, ignore_patterns=NEVER_FILES,
-        local_dir=str(dest) if dest is not None else None)
+    kwargs: dict[str, Any] = {
+        "revision": revision, "local_files_only": offline, "ignore_patterns": NEVER_FILES,
+        "local_dir": str(dest) if dest is not None else None}
     if progress is not None:
         kwargs["tqdm_class"] = _progress_class(progress)
     with _hub_errors(repo_id, revision, offline, dest):

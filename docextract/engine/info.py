@@ -63,7 +63,8 @@ def expected_shapes(config: ModelConfig, *, fused_experts: bool = True) -> dict[
             out[a + "k_norm.weight"] = (t.head_dim,)
         m = p + "mlp."
         if t.is_moe:
-            e, inter, shared = t.num_experts, t.moe_intermediate_size, t.shared_expert_intermediate_size
+            e, inter = t.num_experts, t.moe_intermediate_size
+            shared = t.shared_expert_intermediate_size
             out[m + "gate.weight"] = (e, h)
             if fused_experts:
                 out[m + "experts.gate_up_proj"] = (e, 2 * inter, h)
@@ -195,7 +196,8 @@ def describe(model_dir: str | Path) -> dict[str, Any]:
         scales = sum(1 for n in entries if n.endswith("_scale_inv"))
         files = len({e.file for e in entries.values()})
     else:
-        shapes, dtypes, stored_bytes, fp8, scales, files = expected_shapes(config), {}, None, 0, 0, 0
+        shapes, dtypes, stored_bytes = expected_shapes(config), {}, None
+        fp8 = scales = files = 0
     counts = count_parameters(shapes, config)
     full = t.full_attention_layers
     info: dict[str, Any] = {

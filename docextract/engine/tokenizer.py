@@ -12,11 +12,12 @@ is expanded to grid_t*grid_h*grid_w/merge^2 `<|image_pad|>` ids when the prompt 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import ModelError
 from .config import ModelConfig
@@ -141,7 +142,7 @@ class Tokenizer:
         self.stop_ids: list[int] = list(dict.fromkeys(i for i in stops if i is not None))
 
     @classmethod
-    def from_dir(cls, model_dir: str | Path, config: ModelConfig | None = None) -> "Tokenizer":
+    def from_dir(cls, model_dir: str | Path, config: ModelConfig | None = None) -> Tokenizer:
         """The tokenizer of checkpoint folder `model_dir` (tokenizer.json + chat template)."""
         from tokenizers import Tokenizer as Backend
 

@@ -17,9 +17,9 @@ import math
 import re
 import struct
 from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
 
 import torch
 from torch import nn

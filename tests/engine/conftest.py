@@ -193,18 +193,20 @@ FP8_MAX = 448.0
 
 
 def _text_config(kind: str, tied: bool) -> dict:
-    text = dict(
-        vocab_size=VOCAB_SIZE, hidden_size=SPEC.hidden_size, num_hidden_layers=SPEC.num_layers,
-        num_attention_heads=SPEC.num_heads, num_key_value_heads=SPEC.num_kv_heads,
-        head_dim=SPEC.head_dim, linear_num_key_heads=SPEC.linear_key_heads,
-        linear_num_value_heads=SPEC.linear_value_heads, linear_key_head_dim=SPEC.linear_head_dim,
-        linear_value_head_dim=SPEC.linear_head_dim, linear_conv_kernel_dim=4,
-        rms_norm_eps=1e-6, initializer_range=0.1, tie_word_embeddings=tied,
-        max_position_embeddings=4096, eos_token_id=SPEC.endoftext_id,
-        rope_parameters=dict(rope_type="default", rope_theta=10_000_000.0,
-                             partial_rotary_factor=0.25, mrope_section=[2, 1, 1],
-                             mrope_interleaved=True),
-    )
+    text = {
+        "vocab_size": VOCAB_SIZE, "hidden_size": SPEC.hidden_size,
+        "num_hidden_layers": SPEC.num_layers, "num_attention_heads": SPEC.num_heads,
+        "num_key_value_heads": SPEC.num_kv_heads, "head_dim": SPEC.head_dim,
+        "linear_num_key_heads": SPEC.linear_key_heads,
+        "linear_num_value_heads": SPEC.linear_value_heads,
+        "linear_key_head_dim": SPEC.linear_head_dim,
+        "linear_value_head_dim": SPEC.linear_head_dim, "linear_conv_kernel_dim": 4,
+        "rms_norm_eps": 1e-6, "initializer_range": 0.1, "tie_word_embeddings": tied,
+        "max_position_embeddings": 4096, "eos_token_id": SPEC.endoftext_id,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 10_000_000.0,
+                            "partial_rotary_factor": 0.25, "mrope_section": [2, 1, 1],
+                            "mrope_interleaved": True},
+    }
     if kind == "moe":
         text.update(full_attention_interval=2, num_experts=SPEC.num_experts,
                     num_experts_per_tok=SPEC.top_k, moe_intermediate_size=SPEC.moe_intermediate,
@@ -225,8 +227,16 @@ def _hf_classes(kind: str):
 
 
 def _build_tokenizer(out: Path) -> None:
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers
-    from tokenizers import pre_tokenizers, trainers
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        trainers,
+    )
 
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
@@ -390,11 +400,11 @@ class _Builder:
         config_cls, model_cls = _hf_classes(kind)
         config = config_cls(
             text_config=_text_config(kind, tied),
-            vision_config=dict(depth=SPEC.vision_depth, hidden_size=SPEC.vision_hidden,
-                               intermediate_size=64, num_heads=SPEC.vision_heads,
-                               out_hidden_size=SPEC.hidden_size, num_position_embeddings=64,
-                               patch_size=SPEC.patch_size, spatial_merge_size=SPEC.merge_size,
-                               temporal_patch_size=2, initializer_range=0.1),
+            vision_config={"depth": SPEC.vision_depth, "hidden_size": SPEC.vision_hidden,
+                               "intermediate_size": 64, "num_heads": SPEC.vision_heads,
+                               "out_hidden_size": SPEC.hidden_size, "num_position_embeddings": 64,
+                               "patch_size": SPEC.patch_size, "spatial_merge_size": SPEC.merge_size,
+                               "temporal_patch_size": 2, "initializer_range": 0.1},
             image_token_id=SPEC.image_token_id, video_token_id=SPEC.video_token_id,
             vision_start_token_id=SPEC.vision_start_id, vision_end_token_id=SPEC.vision_end_id,
             tie_word_embeddings=tied,

@@ -22,12 +22,12 @@ def _hf_config(kind: str, data: dict):
 
 def _minimal(model_type: str = "qwen3_5_moe", **text) -> dict:
     """A small config dict in the layout of the release files."""
-    t = dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
-             head_dim=32, linear_num_key_heads=2, linear_num_value_heads=4,
-             linear_key_head_dim=16, linear_value_head_dim=16, vocab_size=512,
-             rope_parameters={"rope_type": "default", "rope_theta": 1e7,
+    t = {"hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
+             "head_dim": 32, "linear_num_key_heads": 2, "linear_num_value_heads": 4,
+             "linear_key_head_dim": 16, "linear_value_head_dim": 16, "vocab_size": 512,
+             "rope_parameters": {"rope_type": "default", "rope_theta": 1e7,
                               "partial_rotary_factor": 0.25, "mrope_section": [2, 1, 1],
-                              "mrope_interleaved": True})
+                              "mrope_interleaved": True}}
     if model_type == "qwen3_5_moe":
         t.update(num_experts=8, num_experts_per_tok=2, moe_intermediate_size=32,
                  shared_expert_intermediate_size=32)

@@ -14,8 +14,13 @@ from torch import nn
 
 from docextract.engine.config import load_config
 from docextract.engine.info import expected_shapes
-from docextract.engine.weights import (dequantise_fp8, iter_weights, load_weights, plan_load,
-                                       read_headers)
+from docextract.engine.weights import (
+    dequantise_fp8,
+    iter_weights,
+    load_weights,
+    plan_load,
+    read_headers,
+)
 from docextract.errors import ModelError
 
 
@@ -72,12 +77,12 @@ def _assert_loaded(model: nn.Module, want: dict[str, torch.Tensor]):
 
 
 @pytest.mark.parametrize("kw", [
-    dict(kind="moe"),
-    dict(kind="moe", layout="fused"),
-    dict(kind="moe", layout="per_expert", shards=3),
-    dict(kind="moe", layout="fused", dtype="bfloat16", shards=2),
-    dict(kind="dense", tied=True),
-    dict(kind="dense", dtype="bfloat16", mtp=True),
+    {"kind": "moe"},
+    {"kind": "moe", "layout": "fused"},
+    {"kind": "moe", "layout": "per_expert", "shards": 3},
+    {"kind": "moe", "layout": "fused", "dtype": "bfloat16", "shards": 2},
+    {"kind": "dense", "tied": True},
+    {"kind": "dense", "dtype": "bfloat16", "mtp": True},
 ], ids=lambda kw: "-".join(str(v) for v in kw.values()))
 def test_loads_exactly_the_reference(tiny_checkpoint, kw):
     ckpt = tiny_checkpoint(**kw)
@@ -293,8 +298,8 @@ def test_truncated_shard_is_named(tiny_checkpoint, tmp_path):
     assert "truncated" in err.message and str(shard) in err.message
 
 
-@pytest.mark.parametrize("garbage", [b"", b"\x01\x02", b"\xff" * 8 + b"{}", b"\x10\x00\x00\x00"
-                                     b"\x00\x00\x00\x00not json at all!!"])
+@pytest.mark.parametrize("garbage", [b"", b"\x01\x02", b"\xff" * 8 + b"{}", (b"\x10\x00\x00\x00"
+                                     b"\x00\x00\x00\x00not json at all!!")])
 def test_corrupt_shard_is_named(tiny_checkpoint, tmp_path, garbage):
     folder = _copy(tiny_checkpoint("moe"), tmp_path)
     (folder / "model.safetensors").write_bytes(garbage)
