@@ -31,6 +31,9 @@ TinyCheckpoint fields:
 `hf_model(ckpt)` -> the transformers model loaded from `ckpt.reference` (float32, eval, eager
     attention), cached per session.
 `tiny_spec` -> the constants below as a namespace (token ids, sizes).
+`tiny_tokenizer_dir` -> a folder with only tokenizer.json, tokenizer_config.json and
+    chat_template.jinja (the same files every checkpoint carries).
+`fp8_codec` -> (quantise, dequantise) of the FP8 layout: w [out, in] <-> (F8_E4M3, scale_inv).
 
 Model: vocab 512 (tokenizer 505, rows 505..511 padding as in the real 248320), hidden 64, 4 layers
 (MoE: linear/full/linear/full; dense: linear x3 then full), 4 q heads / 2 kv heads of dim 32,
