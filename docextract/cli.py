@@ -261,8 +261,8 @@ def model_pull(repo_id: Annotated[str, typer.Argument(help="e.g. Qwen/Qwen3.5-35
     with _guard(console):
         from .engine import hub
 
-        with console.progress("download") as bar:
-            path = hub.pull(repo_id, dir, offline=offline, progress=bar.update)
+        with console.progress("download (bytes)") as bar:
+            path = hub.pull(repo_id, dir, offline=offline, progress=bar.set)
         console.emit({"repo_id": repo_id, "path": str(path)})
 
 

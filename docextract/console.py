@@ -219,6 +219,14 @@ class Progress:
         if self._rich is not None:
             self._rich.update(self._task, completed=self.completed, extra=self._extra())
 
+    def set(self, completed: int, total: int | None = None) -> None:
+        """Absolute progress (e.g. bytes downloaded of a total that may still grow)."""
+        if total is not None:
+            self.total = total
+            if self._rich is not None:
+                self._rich.update(self._task, total=total)
+        self.update(completed - self.completed)
+
     def close(self) -> None:
         if self.show and not self.live and self._last_line:
             self._plain_line(final=True)

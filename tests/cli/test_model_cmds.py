@@ -1,0 +1,30 @@
+"""`docextract model pull|info` wiring (the library parts are tested in tests/engine)."""
+
+import json
+
+from typer.testing import CliRunner
+
+from docextract.cli import app
+from docextract.engine import hub
+
+
+def test_pull_reports_the_path_and_feeds_progress(monkeypatch, tmp_path):
+    calls = []
+
+    def fake_pull(repo_id, dest=None, *, offline=False, progress=None, revision=None):
+        calls.append((repo_id, dest, offline))
+        progress(10, 100)
+        progress(100, 100)
+        return tmp_path
+
+    monkeypatch.setattr(hub, "pull", fake_pull)
+    res = CliRunner().invoke(app, ["model", "pull", "Qwen/Qwen3.5-0.8B", "--dir", str(tmp_path),
+                                   "--offline"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == {"repo_id": "Qwen/Qwen3.5-0.8B", "path": str(tmp_path)}
+    assert calls == [("Qwen/Qwen3.5-0.8B", tmp_path, True)]
+
+
+def test_info_on_a_folder_without_a_model_is_exit_4(tmp_path):
+    res = CliRunner().invoke(app, ["model", "info", str(tmp_path)])
+    assert res.exit_code == 4 and res.stderr.startswith("error: ")
