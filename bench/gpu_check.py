@@ -120,42 +120,64 @@ def kernel_cases(quick: bool, device: str) -> list[Case]:
     cases = []
 
     x, res, w = randn(T_pre, H), randn(T_pre, H), randn(H, scale=0.1)
-    cases.append(Case(
-        "rms_norm+residual", f"T={T_pre} H={H}",
-        lambda: K.rms_norm(x, w, residual=res, impl="naive"),
-        lambda: K.rms_norm(x, w, residual=res, impl="triton"),
-        ratio, bytes=4 * T_pre * H * esize,
-    ))
+    cases.append(
+        Case(
+            "rms_norm+residual",
+            f"T={T_pre} H={H}",
+            lambda: K.rms_norm(x, w, residual=res, impl="naive"),
+            lambda: K.rms_norm(x, w, residual=res, impl="triton"),
+            ratio,
+            bytes=4 * T_pre * H * esize,
+        )
+    )
     Hv, Hk, Dk, Dv = (4, 2, 32, 32) if quick else (32, 16, 128, 128)
     o, z, wn = randn(T_pre * Hv, Dv), randn(T_pre * Hv, Dv), randn(Dv, dtype=torch.float32)
-    cases.append(Case(
-        "gated_rms_norm", f"rows={T_pre * Hv} D={Dv}",
-        lambda: K.gated_rms_norm(o, z, wn, impl="naive"),
-        lambda: K.gated_rms_norm(o, z, wn, impl="triton"),
-        ratio, bytes=3 * T_pre * Hv * Dv * esize,
-    ))
+    cases.append(
+        Case(
+            "gated_rms_norm",
+            f"rows={T_pre * Hv} D={Dv}",
+            lambda: K.gated_rms_norm(o, z, wn, impl="naive"),
+            lambda: K.gated_rms_norm(o, z, wn, impl="triton"),
+            ratio,
+            bytes=3 * T_pre * Hv * Dv * esize,
+        )
+    )
 
     C = 2 * Hk * Dk + Hv * Dv
     lengths = (T_pre // 2, T_pre // 4, T_pre - T_pre // 2 - T_pre // 4)
     xc, wc, cuc = randn(T_pre, C), randn(C, 4, scale=0.5), cu(*lengths)
     init = randn(len(lengths), C, 3)
-    cases.append(Case(
-        "causal_conv1d", f"T={T_pre} C={C} seqs={len(lengths)}",
-        lambda: K.causal_conv1d(xc, wc, cuc, init, impl="naive"),
-        lambda: K.causal_conv1d(xc, wc, cuc, init, impl="triton"),
-        ratio, bytes=2 * T_pre * C * esize,
-    ))
+    cases.append(
+        Case(
+            "causal_conv1d",
+            f"T={T_pre} C={C} seqs={len(lengths)}",
+            lambda: K.causal_conv1d(xc, wc, cuc, init, impl="naive"),
+            lambda: K.causal_conv1d(xc, wc, cuc, init, impl="triton"),
+            ratio,
+            bytes=2 * T_pre * C * esize,
+        )
+    )
     for B in (1, 4) if quick else (1, 32):
         pool = randn(2 * B, C, 3)
         idx = torch.arange(B, dtype=torch.int32, device=device) * 2
         xu = randn(B, C)
         pools = [pool.clone(), pool.clone()]
-        cases.append(Case(
-            "causal_conv1d_update", f"B={B} C={C}",
-            lambda xu=xu, p=pools[0], idx=idx: (K.causal_conv1d_update(xu, p, wc, idx, impl="naive"), p),
-            lambda xu=xu, p=pools[1], idx=idx: (K.causal_conv1d_update(xu, p, wc, idx, impl="triton"), p),
-            ratio, bytes=B * C * (2 * 3 + 2) * esize,
-        ))
+        cases.append(
+            Case(
+                "causal_conv1d_update",
+                f"B={B} C={C}",
+                lambda xu=xu, p=pools[0], idx=idx: (
+                    K.causal_conv1d_update(xu, p, wc, idx, impl="naive"),
+                    p,
+                ),
+                lambda xu=xu, p=pools[1], idx=idx: (
+                    K.causal_conv1d_update(xu, p, wc, idx, impl="triton"),
+                    p,
+                ),
+                ratio,
+                bytes=B * C * (2 * 3 + 2) * esize,
+            )
+        )
 
     q, k = randn(T_pre, Hk, Dk), randn(T_pre, Hk, Dk)
     v, beta = randn(T_pre, Hv, Dv), torch.rand(T_pre, Hv, generator=gen, device=device).to(dt)
@@ -164,37 +186,55 @@ def kernel_cases(quick: bool, device: str) -> list[Case]:
     h0 = randn(len(lengths), Hv, Dk, Dv, dtype=torch.float32)
     # per token and value head: ~8 products of Dk x Dv plus ~4 of chunk x D (chunk 64)
     gd_flops = 2 * T_pre * Hv * (8 * Dk * Dv + 4 * 64 * Dk)
-    cases.append(Case(
-        "chunk_gated_delta_rule", f"T={T_pre} Hv={Hv} D={Dk} seqs={len(lengths)}",
-        lambda: gd_naive.chunked(q, k, v, g, beta, cud, h0),
-        lambda: K.chunk_gated_delta_rule(q, k, v, g, beta, cud, h0, impl="triton"),
-        ratio, flops=gd_flops,
-    ))
+    cases.append(
+        Case(
+            "chunk_gated_delta_rule",
+            f"T={T_pre} Hv={Hv} D={Dk} seqs={len(lengths)}",
+            lambda: gd_naive.chunked(q, k, v, g, beta, cud, h0),
+            lambda: K.chunk_gated_delta_rule(q, k, v, g, beta, cud, h0, impl="triton"),
+            ratio,
+            flops=gd_flops,
+        )
+    )
     for B in (1, 4) if quick else (1, 32):
         pool = randn(2 * B, Hv, Dk, Dv, dtype=torch.float32)
         idx = torch.arange(B, dtype=torch.int32, device=device) * 2
         pools = [pool.clone(), pool.clone()]
         args = (q[:B], k[:B], v[:B], g[:B], beta[:B])
-        cases.append(Case(
-            "recurrent_gated_delta_rule", f"B={B} Hv={Hv} D={Dk}",
-            lambda a=args, p=pools[0], idx=idx: (gd_naive.decode(*a, p, idx), p),
-            lambda a=args, p=pools[1], idx=idx: (
-                K.recurrent_gated_delta_rule(*a, p, idx, impl="triton"), p
-            ),
-            ratio, bytes=B * Hv * Dk * Dv * 4 * 2,
-        ))
+        cases.append(
+            Case(
+                "recurrent_gated_delta_rule",
+                f"B={B} Hv={Hv} D={Dk}",
+                lambda a=args, p=pools[0], idx=idx: (gd_naive.decode(*a, p, idx), p),
+                lambda a=args, p=pools[1], idx=idx: (
+                    K.recurrent_gated_delta_rule(*a, p, idx, impl="triton"),
+                    p,
+                ),
+                ratio,
+                bytes=B * Hv * Dk * Dv * 4 * 2,
+            )
+        )
 
     E, top_k, I = (8, 2, 32) if quick else (256, 8, 512)
     logits = randn(T_pre, E, dtype=torch.float32)
-    cases.append(Case(
-        "moe_route", f"T={T_pre} E={E} k={top_k}",
-        lambda: K.moe_route(logits, top_k, impl="naive")[0],
-        lambda: K.moe_route(logits, top_k, impl="triton")[0],
-        1e-5, bytes=T_pre * E * 4,
-    ))
+    cases.append(
+        Case(
+            "moe_route",
+            f"T={T_pre} E={E} k={top_k}",
+            lambda: K.moe_route(logits, top_k, impl="naive")[0],
+            lambda: K.moe_route(logits, top_k, impl="triton")[0],
+            1e-5,
+            bytes=T_pre * E * 4,
+        )
+    )
     w13 = randn(E, 2 * I, H, scale=H**-0.5)
     w2 = randn(E, H, I, scale=I**-0.5)
-    formats = {"bf16" if not quick else "fp16": (K.ExpertWeights("float", w13), K.ExpertWeights("float", w2))}
+    formats = {
+        "bf16" if not quick else "fp16": (
+            K.ExpertWeights("float", w13),
+            K.ExpertWeights("float", w2),
+        )
+    }
     for fmt in ("int8", "int4", "fp8"):
         formats[fmt] = (quantize(w13.float(), fmt), quantize(w2.float(), fmt))
     for T in (1, 5, T_pre) if quick else (1, 32, T_pre):
@@ -203,20 +243,28 @@ def kernel_cases(quick: bool, device: str) -> list[Case]:
         # decode reads every touched expert once; prefill is counted in FLOPs
         touched = int(torch.unique(tid).numel())
         for name, (a, b) in formats.items():
-            per_expert = sum(
-                w.data.numel() * w.data.element_size()
-                + (w.scale.numel() * w.scale.element_size() if w.scale is not None else 0)
-                for w in (a, b)
-            ) / E
+            per_expert = (
+                sum(
+                    w.data.numel() * w.data.element_size()
+                    + (w.scale.numel() * w.scale.element_size() if w.scale is not None else 0)
+                    for w in (a, b)
+                )
+                / E
+            )
             prefill = T == T_pre
-            cases.append(Case(
-                f"moe_experts[{name}]", f"T={T} E={E} k={top_k} I={I} H={H}",
-                lambda xt=xt, tw=tw, tid=tid, a=a, b=b: moe_naive.experts(xt, tw, tid, a, b),
-                lambda xt=xt, tw=tw, tid=tid, a=a, b=b: K.moe_experts(xt, tw, tid, a, b, impl="triton"),
-                ratio,
-                bytes=0.0 if prefill else touched * per_expert,
-                flops=2 * T * top_k * 3 * I * H if prefill else 0.0,
-            ))
+            cases.append(
+                Case(
+                    f"moe_experts[{name}]",
+                    f"T={T} E={E} k={top_k} I={I} H={H}",
+                    lambda xt=xt, tw=tw, tid=tid, a=a, b=b: moe_naive.experts(xt, tw, tid, a, b),
+                    lambda xt=xt, tw=tw, tid=tid, a=a, b=b: K.moe_experts(
+                        xt, tw, tid, a, b, impl="triton"
+                    ),
+                    ratio,
+                    bytes=0.0 if prefill else touched * per_expert,
+                    flops=2 * T * top_k * 3 * I * H if prefill else 0.0,
+                )
+            )
     return cases
 
 

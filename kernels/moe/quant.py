@@ -44,6 +44,11 @@ class ExpertWeights:
             return self.format
         return {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}[self.data.dtype]
 
+    def to(self, device: torch.device | str) -> ExpertWeights:
+        """The same weights on another device."""
+        scale = None if self.scale is None else self.scale.to(device)
+        return ExpertWeights(self.format, self.data.to(device), scale)
+
     def validate(self, what: str) -> None:
         """Raise ValueError unless data and scale have the dtypes and shapes of the format."""
         if self.format not in FORMATS:

@@ -1,12 +1,15 @@
-"""Kernel tests run the Triton kernels on the CPU through the interpreter, against naive.py."""
+"""Kernel tests: each Triton kernel against its naive.py, on the CPU through the interpreter, or
+on CUDA where a GPU is present (the `device` fixture)."""
 
 import os
 
-# before anything imports a module with @triton.jit (kernels import theirs lazily, on first use)
-os.environ["TRITON_INTERPRET"] = "1"
+import pytest
+import torch
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+# before anything imports a module with @triton.jit (kernels import theirs lazily, on first use)
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def rel_rms_error(ref: torch.Tensor, out: torch.Tensor) -> float:
@@ -32,3 +35,8 @@ def assert_close():
     """assert_close(name, ref, out, ratio): relative RMS error of out against ref <= ratio."""
     return _assert_close
 
+
+@pytest.fixture
+def device() -> str:
+    """Where the parity tests put their tensors: cuda when available, else cpu (interpreter)."""
+    return DEVICE

@@ -19,19 +19,23 @@ LENGTHS = [
 ]
 
 
-def _cu(lengths):
-    return torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32)
+def _cu(lengths, device="cpu"):
+    offsets = [0, *torch.tensor(lengths).cumsum(0).tolist()]
+    return torch.tensor(offsets, dtype=torch.int32, device=device)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("lengths", LENGTHS)
-@pytest.mark.parametrize("with_state", [pytest.param(True, id="state"), pytest.param(False, id="zero")])
-def test_causal_conv1d_matches_naive(lengths, with_state, dtype, assert_close):
+@pytest.mark.parametrize(
+    "with_state", [pytest.param(True, id="state"), pytest.param(False, id="zero")]
+)
+def test_causal_conv1d_matches_naive(lengths, with_state, dtype, device, assert_close):
     g = torch.Generator().manual_seed(sum(lengths) + len(lengths))
-    C, K, cu = 200, 4, _cu(lengths)
-    x = torch.randn(sum(lengths), C, generator=g).to(dtype)
-    w = (torch.randn(C, K, generator=g) * 0.5).to(dtype)
-    init = torch.randn(len(lengths), C, K - 1, generator=g).to(dtype) if with_state else None
+    C, K, cu = 200, 4, _cu(lengths, device)
+    x = torch.randn(sum(lengths), C, generator=g).to(device, dtype)
+    w = (torch.randn(C, K, generator=g) * 0.5).to(device, dtype)
+    init = torch.randn(len(lengths), C, K - 1, generator=g).to(device, dtype)
+    init = init if with_state else None
     ref_y, ref_fin = naive.causal_conv1d(x, w, cu, init)
     y, fin = causal_conv1d(x, w, cu, init, impl="triton")
     assert_close("conv y", ref_y, y, RATIO[dtype])
@@ -59,21 +63,22 @@ def test_final_state_of_short_sequence_keeps_initial_state():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("batch", [pytest.param(b, id=f"B{b}") for b in (1, 3, 17)])
-def test_conv_update_matches_naive_in_place(batch, dtype, assert_close):
+def test_conv_update_matches_naive_in_place(batch, dtype, device, assert_close):
     g = torch.Generator().manual_seed(batch)
     C, K, slots = 72, 4, 20
-    x = torch.randn(batch, C, generator=g).to(dtype)
-    w = torch.randn(C, K, generator=g).to(dtype)
-    pool = torch.randn(slots, C, K - 1, generator=g).to(dtype)
+    x = torch.randn(batch, C, generator=g).to(device, dtype)
+    w = torch.randn(C, K, generator=g).to(device, dtype)
+    pool = torch.randn(slots, C, K - 1, generator=g).to(device, dtype)
     idx = torch.randperm(slots, generator=g)[:batch].to(torch.int32)
     if batch > 1:
         idx[1] = -1
+    idx = idx.to(device)
     ref_pool, out_pool = pool.clone(), pool.clone()
     ref = naive.causal_conv1d_update(x, ref_pool, w, idx)
     out = causal_conv1d_update(x, out_pool, w, idx, impl="triton")
     assert_close("conv update y", ref, out, RATIO[dtype])
     assert torch.equal(out_pool, ref_pool)
-    untouched = torch.ones(slots, dtype=torch.bool)
+    untouched = torch.ones(slots, dtype=torch.bool, device=device)
     untouched[idx[idx >= 0].long()] = False
     assert torch.equal(out_pool[untouched], pool[untouched])
     if batch > 1:
@@ -81,19 +86,17 @@ def test_conv_update_matches_naive_in_place(batch, dtype, assert_close):
 
 
 @pytest.mark.parametrize("impl", ["naive", "triton"])
-def test_prefill_then_steps_equals_one_prefill(impl, assert_close):
+def test_prefill_then_steps_equals_one_prefill(impl, device, assert_close):
     g = torch.Generator().manual_seed(11)
     C, K, L, split = 36, 4, 9, 5
-    x = torch.randn(L, C, generator=g)
-    w = torch.randn(C, K, generator=g)
-    full, _ = causal_conv1d(x, w, _cu([L]), impl=impl)
-    head, state = causal_conv1d(x[:split], w, _cu([split]), impl=impl)
-    pool = torch.zeros(3, C, K - 1)
+    x = torch.randn(L, C, generator=g).to(device)
+    w = torch.randn(C, K, generator=g).to(device)
+    full, _ = causal_conv1d(x, w, _cu([L], device), impl=impl)
+    head, state = causal_conv1d(x[:split], w, _cu([split], device), impl=impl)
+    pool = torch.zeros(3, C, K - 1, device=device)
     pool[2] = state[0]
-    steps = [
-        causal_conv1d_update(x[t : t + 1], pool, w, torch.tensor([2], dtype=torch.int32), impl=impl)
-        for t in range(split, L)
-    ]
+    slot = torch.tensor([2], dtype=torch.int32, device=device)
+    steps = [causal_conv1d_update(x[t : t + 1], pool, w, slot, impl=impl) for t in range(split, L)]
     assert_close("prefill+steps", full, torch.cat([head, *steps]), 1e-6)
 
 

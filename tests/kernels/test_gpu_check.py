@@ -1,4 +1,5 @@
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,16 +19,29 @@ def gpu_check():
     del sys.modules[spec.name]
 
 
-def test_quick_mode_checks_every_kernel_and_appends_rows(gpu_check, tmp_path, capsys):
+def test_quick_mode_checks_every_kernel_and_appends_rows(gpu_check, tmp_path):
+    """Run as the lead would, in its own process (--quick switches the interpreter on)."""
     results = tmp_path / "RESULTS.md"
-    assert gpu_check.main(["--quick", "--results", str(results), "--commit", "abc1234"]) == 0
-    printed = capsys.readouterr().out
+    command = [sys.executable, str(SCRIPT), "--quick", "--results", str(results)]
+    run = subprocess.run(
+        [*command, "--commit", "abc1234"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    printed = run.stdout
     rows = [line for line in results.read_text().splitlines() if "| kernels |" in line]
     names = {row.split("|")[5].strip() for row in rows}
     assert names == {
-        "rms_norm+residual", "gated_rms_norm", "causal_conv1d", "causal_conv1d_update",
-        "chunk_gated_delta_rule", "recurrent_gated_delta_rule", "moe_route",
-        "moe_experts[fp16]", "moe_experts[int8]", "moe_experts[int4]", "moe_experts[fp8]",
+        "rms_norm+residual",
+        "gated_rms_norm",
+        "causal_conv1d",
+        "causal_conv1d_update",
+        "chunk_gated_delta_rule",
+        "recurrent_gated_delta_rule",
+        "moe_route",
+        "moe_experts[fp16]",
+        "moe_experts[int8]",
+        "moe_experts[int4]",
+        "moe_experts[fp8]",
     }
     assert all("| cpu-interpreter | abc1234 |" in row for row in rows)
     assert "FAIL" not in printed

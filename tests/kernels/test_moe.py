@@ -31,16 +31,20 @@ def _weights(dtype, seed=0):
     return w13.to(dtype), w2.to(dtype)
 
 
-@pytest.mark.parametrize("dtype", [pytest.param(torch.float32, id="fp32"), pytest.param(torch.float16, id="fp16")])
-@pytest.mark.parametrize("experts, top_k", [pytest.param(8, 2, id="E8k2"), pytest.param(12, 4, id="E12k4")])
+@pytest.mark.parametrize(
+    "dtype", [pytest.param(torch.float32, id="fp32"), pytest.param(torch.float16, id="fp16")]
+)
+@pytest.mark.parametrize(
+    "experts, top_k", [pytest.param(8, 2, id="E8k2"), pytest.param(12, 4, id="E12k4")]
+)
 @pytest.mark.parametrize("T", TOKENS)
-def test_route_matches_naive(T, experts, top_k, dtype, assert_close):
+def test_route_matches_naive(T, experts, top_k, dtype, device, assert_close):
     logits = _logits(T, experts, T, dead=()).to(dtype)
     ref_w, ref_ids = naive.route(logits, top_k)
-    w, ids = moe_route(logits, top_k, impl="triton")
-    assert torch.equal(ids, ref_ids)
+    w, ids = moe_route(logits.to(device), top_k, impl="triton")
+    assert torch.equal(ids.cpu(), ref_ids)
     assert_close("route weights", ref_w, w, 1e-6)
-    assert torch.allclose(w.sum(-1), torch.ones(T))
+    assert torch.allclose(w.sum(-1).cpu(), torch.ones(T))
 
 
 def test_route_naive_matches_transformers_router():
@@ -48,7 +52,9 @@ def test_route_naive_matches_transformers_router():
 
     from transformers.models.qwen3_5_moe.modeling_qwen3_5_moe import Qwen3_5MoeTopKRouter
 
-    router = Qwen3_5MoeTopKRouter(SimpleNamespace(num_experts_per_tok=3, num_experts=10, hidden_size=16))
+    router = Qwen3_5MoeTopKRouter(
+        SimpleNamespace(num_experts_per_tok=3, num_experts=10, hidden_size=16)
+    )
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         router.weight.copy_(torch.randn(10, 16, generator=g))
@@ -61,10 +67,11 @@ def test_route_naive_matches_transformers_router():
 
 @pytest.mark.parametrize("block_m", [16, 32])
 @pytest.mark.parametrize("T", TOKENS)
-def test_align_matches_naive(T, block_m):
+def test_align_matches_naive(T, block_m, device):
     _, ids = naive.route(_logits(T, E, T + block_m), TOP_K)
     ref_sorted, ref_blocks, ref_n = naive.align(ids, E, block_m)
-    out_sorted, out_blocks, out_n = align_kernels.align(ids, E, block_m)
+    out = align_kernels.align(ids.to(device), E, block_m)
+    out_sorted, out_blocks, out_n = (t.cpu() for t in out)
     assert torch.equal(out_n, ref_n) and torch.equal(out_blocks, ref_blocks)
     # the kernel's order inside an expert's run is free; the runs must hold the same pairs
     n = int(ref_n)
@@ -81,14 +88,16 @@ def test_align_matches_naive(T, block_m):
     assert int(real.sum()) == T * TOP_K
 
 
-@pytest.mark.parametrize("dtype", [pytest.param(torch.float32, id="fp32"), pytest.param(torch.float16, id="fp16")])
+@pytest.mark.parametrize(
+    "dtype", [pytest.param(torch.float32, id="fp32"), pytest.param(torch.float16, id="fp16")]
+)
 @pytest.mark.parametrize("T", TOKENS)
-def test_experts_float_weights_match_naive(T, dtype, assert_close):
+def test_experts_float_weights_match_naive(T, dtype, device, assert_close):
     x = torch.randn(T, H, generator=torch.Generator().manual_seed(T)).to(dtype)
     weights, ids = naive.route(_logits(T, E, T), TOP_K)
     w13, w2 = _weights(dtype)
     ref = naive.experts(x, weights, ids, ExpertWeights("float", w13), ExpertWeights("float", w2))
-    out = moe_experts(x, weights, ids, w13, w2, impl="triton")
+    out = moe_experts(*(t.to(device) for t in (x, weights, ids, w13, w2)), impl="triton")
     assert out.dtype == dtype
     assert_close(f"experts float {dtype}", ref, out, RATIO[dtype])
 
@@ -96,29 +105,34 @@ def test_experts_float_weights_match_naive(T, dtype, assert_close):
 QUANT_CASES = [
     pytest.param(fmt, dtype, T, id=f"{fmt}-{name}-T{T}")
     for fmt in ("int8", "int4", "fp8")
-    for dtype, name, T in ((torch.float16, "fp16", 3), (torch.float16, "fp16", 65), (torch.float32, "fp32", 17))
+    for dtype, name, T in (
+        (torch.float16, "fp16", 3),
+        (torch.float16, "fp16", 65),
+        (torch.float32, "fp32", 17),
+    )
 ]
 
 
 @pytest.mark.parametrize("fmt, dtype, T", QUANT_CASES)
-def test_experts_quantised_weights_match_naive(fmt, dtype, T, assert_close):
+def test_experts_quantised_weights_match_naive(fmt, dtype, T, device, assert_close):
     x = torch.randn(T, H, generator=torch.Generator().manual_seed(T)).to(dtype)
     weights, ids = naive.route(_logits(T, E, T + 1), TOP_K)
     w13, w2 = (quantize(w, fmt) for w in _weights(torch.float32, seed=1))
     ref = naive.experts(x, weights, ids, w13, w2)
-    out = moe_experts(x, weights, ids, w13, w2, impl="triton")
+    out = moe_experts(*(t.to(device) for t in (x, weights, ids, w13, w2)), impl="triton")
     assert_close(f"experts {fmt}", ref, out, RATIO[dtype])
 
 
-def test_experts_with_explicit_tiles_and_many_k_blocks(assert_close):
-    """BLOCK_K 32 walks 6 K blocks per int4 group pair; BLOCK_M 32 pads the expert runs more."""
+def test_experts_with_explicit_tiles_and_many_k_blocks(device, assert_close):
+    """BLOCK_K 32: six K blocks over H's two int4 scale groups; BLOCK_M 32 pads the runs more."""
     T = 33
     x = torch.randn(T, H, generator=torch.Generator().manual_seed(5), dtype=torch.float32)
     weights, ids = naive.route(_logits(T, E, 6, dead=(0, 5)), 3)
     w13, w2 = (quantize(w, "int4") for w in _weights(torch.float32, seed=2))
     tiles = {"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32}
     ref = naive.experts(x, weights, ids, w13, w2)
-    out = moe_experts(x, weights, ids, w13, w2, impl="triton", config=tiles)
+    args = (t.to(device) for t in (x, weights, ids, w13, w2))
+    out = moe_experts(*args, impl="triton", config=tiles)
     assert_close("experts int4 small tiles", ref, out, RATIO[torch.float32])
 
 
@@ -128,7 +142,10 @@ def test_naive_experts_match_transformers_experts():
     from transformers.models.qwen3_5_moe.modeling_qwen3_5_moe import Qwen3_5MoeExperts
 
     cfg = SimpleNamespace(
-        num_experts=E, hidden_size=H, moe_intermediate_size=I, hidden_act="silu",
+        num_experts=E,
+        hidden_size=H,
+        moe_intermediate_size=I,
+        hidden_act="silu",
         _experts_implementation="eager",
     )
     module = Qwen3_5MoeExperts(cfg)
@@ -206,15 +223,21 @@ def test_quantise_rejects_odd_int4_width_and_unknown_format():
         pytest.param({"w2": torch.zeros(E, H, I + 1)}, "w2", id="w2-shape"),
         pytest.param({"ids": torch.zeros(4, TOP_K, dtype=torch.int64)}, "topk_ids", id="ids-dtype"),
         pytest.param(
-            {"w13": ExpertWeights("int8", torch.zeros(E, 2 * I, H, dtype=torch.int8))}, "scale",
+            {"w13": ExpertWeights("int8", torch.zeros(E, 2 * I, H, dtype=torch.int8))},
+            "scale",
             id="missing-scale",
         ),
     ],
 )
 def test_experts_reject_bad_inputs(change, match):
     w13, w2 = _weights(torch.float32)
-    args = {"x": torch.zeros(4, H), "weights": torch.zeros(4, TOP_K),
-            "ids": torch.zeros(4, TOP_K, dtype=torch.int32), "w13": w13, "w2": w2}
+    args = {
+        "x": torch.zeros(4, H),
+        "weights": torch.zeros(4, TOP_K),
+        "ids": torch.zeros(4, TOP_K, dtype=torch.int32),
+        "w13": w13,
+        "w2": w2,
+    }
     args.update(change)
     with pytest.raises(ValueError, match=match):
         moe_experts(args["x"], args["weights"], args["ids"], args["w13"], args["w2"])
@@ -229,11 +252,14 @@ def _tiles(bm, bk=64):
 
 
 def test_config_picks_most_specific_entry_then_bucket(tmp_path):
-    _write(tmp_path / "default.json", [
-        {"match": {}, "by_m": {"16": _tiles(16), "256": _tiles(32)}},
-        {"match": {"dtype": "int4"}, "by_m": {"1": _tiles(64)}},
-        {"match": {"dtype": "int4", "E": 8}, "by_m": {"1": _tiles(128)}},
-    ])
+    _write(
+        tmp_path / "default.json",
+        [
+            {"match": {}, "by_m": {"16": _tiles(16), "256": _tiles(32)}},
+            {"match": {"dtype": "int4"}, "by_m": {"1": _tiles(64)}},
+            {"match": {"dtype": "int4", "E": 8}, "by_m": {"1": _tiles(128)}},
+        ],
+    )
     get = moe_config.get_config
     assert get(8, 64, 64, "bf16", 1, directory=tmp_path)["BLOCK_M"] == 16
     assert get(8, 64, 64, "bf16", 17, directory=tmp_path)["BLOCK_M"] == 32

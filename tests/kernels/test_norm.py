@@ -13,10 +13,10 @@ ROWS = [pytest.param(n, id=f"rows{n}") for n in (1, 3, 17, 64, 65, 130)]
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rows", ROWS)
 @pytest.mark.parametrize("width", [pytest.param(64, id="D64"), pytest.param(96, id="D96")])
-def test_rms_norm_matches_naive(rows, width, dtype, assert_close):
+def test_rms_norm_matches_naive(rows, width, dtype, device, assert_close):
     g = torch.Generator().manual_seed(rows * 1000 + width)
-    x = (torch.randn(rows, width, generator=g) * 3).to(dtype)
-    w = (torch.randn(width, generator=g) * 0.1).to(dtype)
+    x = (torch.randn(rows, width, generator=g) * 3).to(device, dtype)
+    w = (torch.randn(width, generator=g) * 0.1).to(device, dtype)
     ref = naive.rms_norm(x, w)
     out = rms_norm(x, w, impl="triton")
     assert out.dtype == dtype
@@ -25,10 +25,10 @@ def test_rms_norm_matches_naive(rows, width, dtype, assert_close):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rows", [pytest.param(n, id=f"rows{n}") for n in (1, 17, 130)])
-def test_rms_norm_with_residual_matches_naive(rows, dtype, assert_close):
+def test_rms_norm_with_residual_matches_naive(rows, dtype, device, assert_close):
     g = torch.Generator().manual_seed(rows)
-    x, res = (torch.randn(2, 4, rows, 80, generator=g) * 2).to(dtype)
-    w = (torch.randn(80, generator=g) * 0.1).to(dtype)
+    x, res = (torch.randn(2, 4, rows, 80, generator=g) * 2).to(device, dtype)
+    w = (torch.randn(80, generator=g) * 0.1).to(device, dtype)
     ref_y, ref_h = naive.rms_norm(x, w, 1e-6, res)
     y, h = rms_norm(x, w, residual=res, impl="triton")
     assert torch.equal(h, ref_h)
@@ -48,11 +48,11 @@ def test_rms_norm_naive_is_zero_centred_formula():
 @pytest.mark.parametrize(
     "weight_dtype", [pytest.param(torch.float32, id="w32"), pytest.param(None, id="wact")]
 )
-def test_gated_rms_norm_matches_naive(rows, dtype, weight_dtype, assert_close):
+def test_gated_rms_norm_matches_naive(rows, dtype, weight_dtype, device, assert_close):
     g = torch.Generator().manual_seed(rows + 7)
-    x = torch.randn(rows, 2, 64, generator=g).to(dtype)
-    z = (torch.randn(rows, 2, 64, generator=g) * 2).to(dtype)
-    w = (1 + 0.1 * torch.randn(64, generator=g)).to(weight_dtype or dtype)
+    x = torch.randn(rows, 2, 64, generator=g).to(device, dtype)
+    z = (torch.randn(rows, 2, 64, generator=g) * 2).to(device, dtype)
+    w = (1 + 0.1 * torch.randn(64, generator=g)).to(device, weight_dtype or dtype)
     ref = naive.gated_rms_norm(x, z, w)
     out = gated_rms_norm(x, z, w, impl="triton")
     assert out.dtype == dtype
