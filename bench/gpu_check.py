@@ -19,9 +19,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 PEAK_BYTES_S = 4.8e12
 PEAK_FLOPS = 790e12
@@ -95,7 +95,6 @@ def kernel_cases(quick: bool, device: str) -> list[Case]:
     import torch
 
     import docextract.kernels as K
-    from docextract.kernels.conv import naive as conv_naive
     from docextract.kernels.gated_delta import naive as gd_naive
     from docextract.kernels.moe import naive as moe_naive
     from docextract.kernels.moe import quantize
@@ -281,7 +280,11 @@ def commit_id(given: str | None) -> str:
         return given
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         return out.stdout.strip() or "unknown"
     except OSError:

@@ -66,8 +66,3 @@ def check_cu_seqlens(cu_seqlens: torch.Tensor, num_tokens: int) -> None:
             f"got {cu_seqlens.tolist()}",
         )
 
-
-def triton_dtype(dtype: torch.dtype):
-    import triton.language as tl
-
-    return {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}[dtype]

@@ -18,7 +18,8 @@ def _conv_update_kernel(
     c_ok = c < C
     slot = tl.load(idx_ptr + b).to(tl.int64)
     if slot < 0:
-        tl.store(y_ptr + b * C + c, tl.zeros((BLOCK_C,), tl.float32).to(y_ptr.dtype.element_ty), mask=c_ok)
+        zero = tl.zeros((BLOCK_C,), tl.float32).to(y_ptr.dtype.element_ty)
+        tl.store(y_ptr + b * C + c, zero, mask=c_ok)
         return
     j = tl.arange(0, BLOCK_K)
     base = state_ptr + slot * (C * (K - 1)) + c[:, None] * (K - 1)
@@ -27,7 +28,9 @@ def _conv_update_kernel(
     win = win.to(tl.float32)
     xv = tl.load(x_ptr + b * C + c, mask=c_ok, other=0.0).to(tl.float32)
     win = tl.where((j == K - 1)[None, :], xv[:, None], win)
-    w = tl.load(w_ptr + c[:, None] * K + j[None, :], mask=c_ok[:, None] & (j < K)[None, :], other=0.0)
+    w = tl.load(
+        w_ptr + c[:, None] * K + j[None, :], mask=c_ok[:, None] & (j < K)[None, :], other=0.0
+    )
     acc = tl.sum(win * w.to(tl.float32), axis=1)
     tl.store(y_ptr + b * C + c, (acc * tl.sigmoid(acc)).to(y_ptr.dtype.element_ty), mask=c_ok)
     # shift left by one: window column j becomes state column j-1

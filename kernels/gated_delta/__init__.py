@@ -57,7 +57,7 @@ def chunk_gated_delta_rule(
     cu_seqlens int32 [S+1]; initial_state [S, Hv, Dk, Dv] fp32 or None (zeros).
     Returns o [T, Hv, Dv] in v's dtype and final_state [S, Hv, Dk, Dv] fp32.
     """
-    T, Hk, Dk, Hv, Dv = _check_qkv(q, k, v, g, beta)
+    T, _, Dk, Hv, Dv = _check_qkv(q, k, v, g, beta)
     check_cu_seqlens(cu_seqlens, T)
     S = cu_seqlens.numel() - 1
     if initial_state is not None:
@@ -97,15 +97,17 @@ def recurrent_gated_delta_rule(
     state [num_slots, Hv, Dk, Dv] fp32 contiguous (the pool); state_indices int32 [B] (slot per
     sequence; a negative slot is padding: zero output, no state change). Returns o [B, Hv, Dv].
     """
-    B, Hk, Dk, Hv, Dv = _check_qkv(q, k, v, g, beta)
+    B, _, Dk, Hv, Dv = _check_qkv(q, k, v, g, beta)
     check(
         state.dim() == 4 and state.shape[1:] == (Hv, Dk, Dv) and state.dtype == torch.float32,
-        f"state: expected float32 [slots, {Hv}, {Dk}, {Dv}], got {state.dtype} {tuple(state.shape)}",
+        f"state: expected float32 [slots, {Hv}, {Dk}, {Dv}], "
+        f"got {state.dtype} {tuple(state.shape)}",
     )
     check(state.is_contiguous(), "state: must be contiguous (it is updated in place)")
     check(
         state_indices.shape == (B,) and state_indices.dtype == torch.int32,
-        f"state_indices: expected int32 [{B}], got {state_indices.dtype} {tuple(state_indices.shape)}",
+        f"state_indices: expected int32 [{B}], "
+        f"got {state_indices.dtype} {tuple(state_indices.shape)}",
     )
     if use_triton(impl, q, k, v, g, beta, state, state_indices):
         from . import recurrent

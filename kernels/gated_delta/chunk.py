@@ -5,8 +5,8 @@ exp(gamma_i - gamma_j) for i >= j), two kernels:
 1. every (chunk, value head) in parallel, state-free: A = strict_lower(beta K K^T * D),
    T = (I + A)^-1 by forward substitution, W = T (beta K exp(gamma)), U = T (beta V) (fp32 scratch);
 2. one program per (sequence, value head, BV value columns) walks its chunks in order with the
-   fp32 state slice S [Dk, BV] in registers: V' = U - W S,
-   O = (Q exp(gamma)) S + lower(Q K^T * D) V', S = exp(gamma_last) S + (K exp(gamma_last - gamma))^T V'.
+   fp32 state slice S [Dk, BV] in registers: V' = U - W S, O = (Q exp(gamma)) S +
+   lower(Q K^T * D) V', S = exp(gamma_last) S + (K exp(gamma_last - gamma))^T V'.
 The chunk length BT changes only the rounding, not the result (it is exact for any BT >= 16).
 """
 
@@ -18,26 +18,20 @@ import triton.language as tl
 
 
 @triton.jit
-def _load_chunk_qk(
-    q_ptr, k_ptr, g_ptr, t, t_ok, hk, hv, rk, k_ok, scale,
-    Hk: tl.constexpr, Hv: tl.constexpr, Dk: tl.constexpr, L2NORM: tl.constexpr,
-):
-    """[BT] token rows -> q (normalised, scaled), k (normalised) [BT, BK] and g [BT], fp32."""
-    offs = (t[:, None] * Hk + hk) * Dk + rk[None, :]
-    mask = t_ok[:, None] & k_ok[None, :]
-    q = tl.load(q_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    k = tl.load(k_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+def _load_rows(ptr, t, t_ok, h, rk, k_ok, H: tl.constexpr, Dk: tl.constexpr, L2NORM: tl.constexpr):
+    """[BT, BK] fp32 rows of q or k (head h) at tokens t, L2-normalised when L2NORM."""
+    x = tl.load(
+        ptr + (t[:, None] * H + h) * Dk + rk[None, :], mask=t_ok[:, None] & k_ok[None, :], other=0.0
+    ).to(tl.float32)
     if L2NORM:
-        q = q * tl.rsqrt(tl.sum(q * q, axis=1) + 1e-6)[:, None]
-        k = k * tl.rsqrt(tl.sum(k * k, axis=1) + 1e-6)[:, None]
-    g = tl.load(g_ptr + t * Hv + hv, mask=t_ok, other=0.0).to(tl.float32)
-    return q * scale, k, g
+        x = x * tl.rsqrt(tl.sum(x * x, axis=1) + 1e-6)[:, None]
+    return x
 
 
 @triton.jit
 def _chunk_wu_kernel(
-    q_ptr, k_ptr, v_ptr, g_ptr, beta_ptr, cu_ptr, w_ptr, u_ptr,
-    scale, S,
+    k_ptr, v_ptr, g_ptr, beta_ptr, cu_ptr, w_ptr, u_ptr,
+    S,
     Hk: tl.constexpr, Hv: tl.constexpr, Dk: tl.constexpr, Dv: tl.constexpr,
     L2NORM: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BVU: tl.constexpr,
     BLOCK_S: tl.constexpr,
@@ -63,7 +57,8 @@ def _chunk_wu_kernel(
     k_ok = rk < Dk
     t = bos + rt
     t_ok = t < eos
-    q, k, g = _load_chunk_qk(q_ptr, k_ptr, g_ptr, t, t_ok, hk, hv, rk, k_ok, scale, Hk, Hv, Dk, L2NORM)
+    k = _load_rows(k_ptr, t, t_ok, hk, rk, k_ok, Hk, Dk, L2NORM)
+    g = tl.load(g_ptr + t * Hv + hv, mask=t_ok, other=0.0)
     b = tl.load(beta_ptr + t * Hv + hv, mask=t_ok, other=0.0).to(tl.float32)
     gam = tl.cumsum(g, axis=0)
     strict = rt[:, None] > rt[None, :]
@@ -119,7 +114,9 @@ def _chunk_state_kernel(
     for i in range(0, tl.cdiv(eos - bos, BT)):
         t = bos + i * BT + rt
         t_ok = t < eos
-        q, k, g = _load_chunk_qk(q_ptr, k_ptr, g_ptr, t, t_ok, hk, hv, rk, k_ok, scale, Hk, Hv, Dk, L2NORM)
+        q = _load_rows(q_ptr, t, t_ok, hk, rk, k_ok, Hk, Dk, L2NORM) * scale
+        k = _load_rows(k_ptr, t, t_ok, hk, rk, k_ok, Hk, Dk, L2NORM)
+        g = tl.load(g_ptr + t * Hv + hv, mask=t_ok, other=0.0)
         # padded positions have g = 0, so the total is also gamma at the last real token
         gam = tl.cumsum(g, axis=0)
         g_last = tl.sum(g, axis=0)
@@ -129,7 +126,8 @@ def _chunk_state_kernel(
         )
         tv_offs = (t[:, None] * Hv + hv) * Dv + rv[None, :]
         tv_mask = t_ok[:, None] & v_ok[None, :]
-        vn = tl.load(u_ptr + tv_offs, mask=tv_mask, other=0.0) - tl.dot(W, S, input_precision="ieee")
+        vn = tl.load(u_ptr + tv_offs, mask=tv_mask, other=0.0)
+        vn -= tl.dot(W, S, input_precision="ieee")
         decay = tl.exp(tl.where(lower, gam[:, None] - gam[None, :], 0.0))
         attn = tl.where(lower, tl.dot(q, tl.trans(k), input_precision="ieee") * decay, 0.0)
         o = tl.dot(q * tl.exp(gam)[:, None], S, input_precision="ieee")
@@ -168,8 +166,8 @@ def chunk_gated_delta_rule(
     if T > 0:
         # every sequence adds at most one partial chunk: an upper bound without a host sync
         _chunk_wu_kernel[(triton.cdiv(T, block_t) + S, Hv)](
-            q, k, v, g, beta, cu_seqlens, w, u,
-            scale, S,
+            k, v, g, beta, cu_seqlens, w, u,
+            S,
             Hk=Hk, Hv=Hv, Dk=Dk, Dv=Dv, L2NORM=use_qk_l2norm,
             BT=block_t, BK=block_k, BVU=max(16, min(64, triton.next_power_of_2(Dv))),
             BLOCK_S=triton.next_power_of_2(S),

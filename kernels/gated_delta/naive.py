@@ -9,7 +9,10 @@ the chunked form (chunk 64, qwen35.md 3.3) used for prefill. `decode` is one ste
 
 from __future__ import annotations
 
+import itertools
+
 import torch
+import torch.nn.functional as F
 
 CHUNK = 64
 
@@ -43,8 +46,7 @@ def _maths_dtype(v: torch.Tensor) -> torch.dtype:
 
 
 def _spans(cu_seqlens: torch.Tensor) -> list[tuple[int, int]]:
-    cu = cu_seqlens.tolist()
-    return list(zip(cu[:-1], cu[1:]))
+    return list(itertools.pairwise(cu_seqlens.tolist()))
 
 
 def _initial(initial_state: torch.Tensor | None, s: int, like: torch.Tensor) -> torch.Tensor:
@@ -116,22 +118,22 @@ def chunked(
         pad = (-L) % C
         # [Hv, n, C, D]: head-major, padded with zeros (q, k, v, g, beta = 0 leave S unchanged)
         Q, K, V = (
-            torch.nn.functional.pad(x[bos:eos].transpose(0, 1), (0, 0, 0, pad)).unflatten(1, (-1, C))
+            F.pad(x[bos:eos].transpose(0, 1), (0, 0, 0, pad)).unflatten(1, (-1, C))
             for x in (qf, kf, vf)
         )
-        G, B = (
-            torch.nn.functional.pad(x[bos:eos].t(), (0, pad)).unflatten(1, (-1, C))
-            for x in (gf, bf)
-        )
+        G, B = (F.pad(x[bos:eos].t(), (0, pad)).unflatten(1, (-1, C)) for x in (gf, bf))
         gam = G.cumsum(-1)
         # [Hv, n, C, C]: exp(gamma_i - gamma_j) on and below the diagonal
-        D = torch.where(lower, (gam[..., :, None] - gam[..., None, :]).masked_fill(~lower, 0).exp(), 0)
+        diff = (gam[..., :, None] - gam[..., None, :]).masked_fill(~lower, 0)
+        D = torch.where(lower, diff.exp(), 0)
         KB = K * B[..., None]
         A = torch.where(strict, KB @ K.transpose(-1, -2) * D, 0)
         eye = torch.eye(C, dtype=vf.dtype, device=v.device)
-        U = torch.linalg.solve_triangular(eye + A, V * B[..., None], upper=False, unitriangular=True)
+        # T = (I + A)^-1, applied by unit lower-triangular solves
+        IA = eye + A
+        U = torch.linalg.solve_triangular(IA, V * B[..., None], upper=False, unitriangular=True)
         W = torch.linalg.solve_triangular(
-            eye + A, KB * gam.exp()[..., None], upper=False, unitriangular=True
+            IA, KB * gam.exp()[..., None], upper=False, unitriangular=True
         )
         attn = torch.where(lower, Q @ K.transpose(-1, -2) * D, 0)
         out = torch.empty_like(V)

@@ -39,7 +39,8 @@ def _offsets_kernel(
     for b0 in range(0, num_blocks, BLOCK_B):
         b = b0 + tl.arange(0, BLOCK_B)
         # [BLOCK_B]: expert of block b = number of experts whose run ends at or before it
-        owner = tl.sum(((ends[None, :] <= b[:, None] * BLOCK_M) & e_ok[None, :]).to(tl.int32), axis=1)
+        done = (ends[None, :] <= b[:, None] * BLOCK_M) & e_ok[None, :]
+        owner = tl.sum(done.to(tl.int32), axis=1)
         owner = tl.where(b * BLOCK_M < total, owner, -1)
         tl.store(block_expert_ptr + b, owner, mask=b < num_blocks)
 

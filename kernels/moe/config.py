@@ -68,9 +68,9 @@ def get_config(
     for path in files:
         best = None
         for match, buckets in _read(path):
-            if all(wanted[key] == value for key, value in match.items()):
-                if best is None or len(match) > len(best[0]):
-                    best = (match, buckets)
+            fits = all(wanted[key] == value for key, value in match.items())
+            if fits and (best is None or len(match) > len(best[0])):
+                best = (match, buckets)
         if best is not None:
             buckets = best[1]
             cfg = next((c for m, c in buckets if m >= M), buckets[-1][1])

@@ -99,9 +99,8 @@ def _moe_gemm_kernel(
     acc_up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         rk = k0 + tl.arange(0, BLOCK_K)
-        a = tl.load(
-            a_ptr + a_row[:, None] * K + rk[None, :], mask=m_ok[:, None] & (rk < K)[None, :], other=0.0
-        )
+        a_mask = m_ok[:, None] & (rk < K)[None, :]
+        a = tl.load(a_ptr + a_row[:, None] * K + rk[None, :], mask=a_mask, other=0.0)
         acc = _accumulate(
             acc, a, w_ptr, s_ptr, e, rn, rk, k0, n_ok, K,
             stride_we, stride_wn, stride_se, stride_sn, stride_sk, WFMT, GROUP, DOT_IEEE,
@@ -168,7 +167,7 @@ def grouped_gemm(
     a's dtype with N = N_w / 2 and c = silu(a W_gate^T) * (a W_up^T) when gated, else N = N_w and
     c = a W^T, times topk_weights[pair] when given.
     """
-    E, N_w, K = w.shape
+    _, N_w, K = w.shape
     N = N_w // 2 if gated else N_w
     c = torch.empty(num_pairs, N, dtype=a.dtype, device=a.device)
     bm, bn, bk = config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"]
@@ -221,9 +220,7 @@ def experts(
     cfg2["BLOCK_M"] = cfg1["BLOCK_M"]
     sorted_pairs, block_expert, num_padded = align_mod.align(topk_ids, E, cfg1["BLOCK_M"])
     num_pairs = topk_ids.numel()
-    h = grouped_gemm(x, w13, sorted_pairs, block_expert, num_padded, num_pairs, cfg1, True, a_div=top_k)
-    y = grouped_gemm(
-        h, w2, sorted_pairs, block_expert, num_padded, num_pairs, cfg2, False,
-        topk_weights=topk_weights,
-    )
+    blocks = (sorted_pairs, block_expert, num_padded, num_pairs)
+    h = grouped_gemm(x, w13, *blocks, cfg1, True, a_div=top_k)
+    y = grouped_gemm(h, w2, *blocks, cfg2, False, topk_weights=topk_weights)
     return combine(y, T, top_k)

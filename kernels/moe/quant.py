@@ -42,7 +42,8 @@ class ExpertWeights:
         """The format as the tile configs key it: bf16/fp16/fp32 for "float", else the format."""
         if self.format != "float":
             return self.format
-        return {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}[self.data.dtype]
+        names = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
+        return names[self.data.dtype]
 
     def to(self, device: torch.device | str) -> ExpertWeights:
         """The same weights on another device."""
@@ -63,7 +64,9 @@ class ExpertWeights:
             "fp8": (torch.float8_e4m3fn,),
         }[self.format]
         if self.data.dtype not in data_dtype:
-            raise ValueError(f"{what}: {self.format} data must be {data_dtype}, got {self.data.dtype}")
+            raise ValueError(
+                f"{what}: {self.format} data must be {data_dtype}, got {self.data.dtype}"
+            )
         scale_shape = {
             "float": None,
             "int8": (E, N),
@@ -72,7 +75,9 @@ class ExpertWeights:
         }[self.format]
         got = None if self.scale is None else tuple(self.scale.shape)
         if got != scale_shape:
-            raise ValueError(f"{what}: {self.format} scale must have shape {scale_shape}, got {got}")
+            raise ValueError(
+                f"{what}: {self.format} scale must have shape {scale_shape}, got {got}"
+            )
         if self.scale is not None and not self.scale.is_floating_point():
             raise ValueError(f"{what}: scale must be a float tensor, got {self.scale.dtype}")
 
@@ -131,9 +136,10 @@ def unpack_int4(data: torch.Tensor) -> torch.Tensor:
 
 
 def dequantize(w: ExpertWeights, expert: int | None = None) -> torch.Tensor:
-    """Float32 weights: [E, N, K], or [N, K] of one expert (the naive path dequantises per expert)."""
-    data = w.data if expert is None else w.data[expert : expert + 1]
-    scale = None if w.scale is None else (w.scale if expert is None else w.scale[expert : expert + 1])
+    """Float32 weights [E, N, K], or [N, K] of one expert (the naive path goes expert by expert)."""
+    pick = slice(None) if expert is None else slice(expert, expert + 1)
+    data = w.data[pick]
+    scale = None if w.scale is None else w.scale[pick]
     if w.format == "float":
         out = data.float()
     elif w.format == "int8":

@@ -10,7 +10,10 @@ from . import naive
 
 def _check(name: str, x: torch.Tensor, other: torch.Tensor, weight: torch.Tensor) -> None:
     check_float(name, x)
-    check(x.dim() >= 1 and x.shape[-1] > 0, f"{name}: expected shape [..., D], got {tuple(x.shape)}")
+    check(
+        x.dim() >= 1 and x.shape[-1] > 0,
+        f"{name}: expected shape [..., D], got {tuple(x.shape)}",
+    )
     check(
         other.shape == x.shape and other.dtype == x.dtype,
         f"{name}: expected a {tuple(x.shape)} {x.dtype} partner tensor, "

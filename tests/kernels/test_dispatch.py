@@ -46,13 +46,13 @@ def test_env_var_routes_a_public_op(monkeypatch, device):
 
 
 def test_package_imports_no_triton_jit_module_eagerly():
+    """TRITON_INTERPRET may be set after `import docextract.kernels`: no @triton.jit yet."""
     import subprocess
     import sys
 
     code = (
         "import sys, docextract.kernels; "
-        "print(sorted(m for m in sys.modules if m.startswith('docextract.kernels') "
-        "and m.rsplit('.', 1)[-1] in ('fused', 'varlen', 'update', 'chunk', 'recurrent', 'route', 'align')))"
+        "print(sorted(m for m in sys.modules if m == 'triton' or m.startswith('triton.')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
