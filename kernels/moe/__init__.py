@@ -16,6 +16,7 @@ def moe_route(
     """Softmax over all experts in fp32, top-k, renormalise (Qwen3.5 always renormalises).
 
     router_logits [T, E]. Returns weights fp32 [T, top_k] (descending) and ids int32 [T, top_k].
+    transformers rounds the weights to the logits' dtype before use; cast them to match it.
     """
     check(
         router_logits.dim() == 2,

@@ -43,7 +43,8 @@ def _read(path: Path) -> tuple:
     return tuple(out)
 
 
-def _validate(cfg: dict, dtype: str, source: str) -> dict:
+def validate(cfg: dict, dtype: str, source: str) -> dict:
+    """A copy of cfg, or ValueError when its tiles do not suit the weight format."""
     for key in TILE_KEYS:
         value = cfg.get(key)
         if not isinstance(value, int) or value < 16 or value & (value - 1):
@@ -74,5 +75,5 @@ def get_config(
         if best is not None:
             buckets = best[1]
             cfg = next((c for m, c in buckets if m >= M), buckets[-1][1])
-            return _validate(cfg, dtype, path.name)
+            return validate(cfg, dtype, path.name)
     raise ValueError(f"no MoE tile config matches {wanted} in {[p.name for p in files]}")

@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from . import align as align_mod
-from .config import get_config
+from .config import get_config, validate
 from .quant import GROUP, ExpertWeights
 
 WFMT = {"float": 0, "int8": 1, "int4": 2, "fp8": 3}
@@ -214,8 +214,12 @@ def experts(
     if T == 0:
         return torch.empty_like(x)
     gpu = torch.cuda.get_device_name(x.device) if x.is_cuda else None
-    cfg1 = config or get_config(E, N13, H, w13.name, T, gpu)
-    cfg2 = dict(config or get_config(E, H, N13 // 2, w2.name, T, gpu))
+    if config is not None:
+        cfg1 = validate(config, w13.name, "config")
+        cfg2 = validate(config, w2.name, "config")
+    else:
+        cfg1 = get_config(E, N13, H, w13.name, T, gpu)
+        cfg2 = get_config(E, H, N13 // 2, w2.name, T, gpu)
     # both GEMMs walk the same aligned blocks
     cfg2["BLOCK_M"] = cfg1["BLOCK_M"]
     sorted_pairs, block_expert, num_padded = align_mod.align(topk_ids, E, cfg1["BLOCK_M"])

@@ -217,6 +217,15 @@ def test_quantise_rejects_odd_int4_width_and_unknown_format():
         quantize(torch.zeros(1, 2, 4), "nf4")
 
 
+def test_experts_reject_tiles_that_split_a_scale_group(device):
+    w13, w2 = (quantize(w, "int4").to(device) for w in _weights(torch.float32))
+    x, weights = torch.zeros(2, H, device=device), torch.ones(2, TOP_K, device=device)
+    ids = torch.zeros(2, TOP_K, dtype=torch.int32, device=device)
+    tiles = {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 256}
+    with pytest.raises(ValueError, match="BLOCK_K must divide 128"):
+        moe_experts(x, weights, ids, w13, w2, "triton", tiles)
+
+
 @pytest.mark.parametrize(
     "change, match",
     [
