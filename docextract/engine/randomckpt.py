@@ -18,6 +18,7 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -202,7 +203,8 @@ def config_dict(kind: str = "moe", preset: str | Mapping[str, Any] = "tiny",
                                     for i in range(text["num_hidden_layers"])])
     tied = spec.pop("tie_word_embeddings")
     dtype_name = _DTYPE_NAMES[dtype]
-    text.update(tie_word_embeddings=tied, eos_token_id=ids["<|endoftext|>"], pad_token_id=None,
+    text.update(model_type="qwen3_5_moe_text" if kind == "moe" else "qwen3_5_text",
+                tie_word_embeddings=tied, eos_token_id=ids["<|endoftext|>"], pad_token_id=None,
                 bos_token_id=None, dtype=dtype_name)
     vision.setdefault("out_hidden_size", text["hidden_size"])
     out: dict[str, Any] = {
@@ -242,12 +244,18 @@ def init_(t: torch.Tensor, name: str, generator: torch.Generator) -> torch.Tenso
     """Fill float32 tensor `t` (any device) in place with the random value of checkpoint tensor
     `name`: linear weights normal with std fan_in**-0.5 (~0.02 at hidden 2048), embeddings std
     0.02, zero-centred norm offsets and plain norm weights perturbed by std 0.1 (so that `1 + w`
-    matters), A_log = log U(1, 16), small biases."""
+    matters), A_log = log U(1, 16), dt_bias = softplus^-1 of a log-uniform step in [1e-3, 1e-1],
+    small biases."""
     if name.endswith("A_log"):
         return t.uniform_(1.0, 16.0, generator=generator).log_()
+    if name.endswith("dt_bias"):
+        # softplus(dt_bias) = dt, log-uniform in [1e-3, 1e-1] (Mamba-2's init): the DeltaNet
+        # state keeps a memory instead of being wiped at every token.
+        dt = t.uniform_(math.log(1e-3), math.log(1e-1), generator=generator).exp_()
+        return dt.add_(torch.log(-torch.expm1(-dt)))
     if name.endswith(_OFFSET_NORMS):
         return t.normal_(0.0, 0.1, generator=generator)
-    if t.ndim == 1 and (name.endswith(("dt_bias", "norm.weight"))
+    if t.ndim == 1 and (name.endswith("norm.weight")
                         or (".norm" in name and name.endswith(".weight"))):
         return t.normal_(1.0, 0.1, generator=generator)
     if name.endswith(".bias"):
