@@ -63,6 +63,9 @@ class Engine:
         self.kernels = kernels
         # Requests generated together in one batch (one cache slot each).
         self.max_batch = max_batch
+        # What the loader found (files, dtypes, quantisation, skipped MTP tensors); None when
+        # the engine was built around a model in memory.
+        self.load_report = None
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str | torch.device = "auto",
@@ -85,11 +88,13 @@ class Engine:
         model_dir = Path(model_dir)
         config = load_config(model_dir)
         model = Model.empty(config, _dtype(dtype), _device(device))
-        load_weights(model, model_dir, config)
+        report = load_weights(model, model_dir, config)
         tokenizer = Tokenizer.from_dir(model_dir, config)
         processor = ImageProcessor.from_dir(model_dir, config.vision_config, max_pixels)
-        return cls(model, tokenizer, processor, name=name or model_dir.resolve().name,
-                   experts=experts, kernels="naive")
+        engine = cls(model, tokenizer, processor, name=name or model_dir.resolve().name,
+                     experts=experts, kernels="naive")
+        engine.load_report = report
+        return engine
 
     @property
     def config(self) -> ModelConfig:

@@ -277,8 +277,12 @@ class RMSNorm(nn.Module):
 class GatedNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
+        # Stored F32 in the Qwen3.5 release; kept so.
         self.weight = nn.Parameter(torch.empty(dim, dtype=torch.float32), requires_grad=False)
         self.eps = eps
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return gated_rms_norm(x, z, self.weight, self.eps)
 
 
 def _linear(n_in: int, n_out: int, dtype: torch.dtype) -> nn.Linear:
@@ -315,14 +319,14 @@ class GatedDeltaNet(nn.Module):
         z = self.in_proj_z(x).view(T, -1, cfg.linear_value_head_dim)
         b, a = self.in_proj_b(x), self.in_proj_a(x)
         conv_w = self.conv1d.weight[:, 0]
-        cache = batch.cache
+        cache, slots = batch.cache, batch.slots
+        conv_state = rec_state = None
         if cache is not None:
-            slots = batch.slots
             conv_state, rec_state = cache.conv[self.layer_idx][slots], cache.recurrent[self.layer_idx][slots]
         if batch.is_decode:
             mixed, conv_state = causal_conv1d_step(mixed, conv_w, conv_state)
         else:
-            mixed, conv_state = causal_conv1d(mixed, conv_w, batch.seq_lens, conv_state if cache is not None else None)
+            mixed, conv_state = causal_conv1d(mixed, conv_w, batch.seq_lens, conv_state)
         q, k, v = mixed.split([cfg.linear_key_dim, cfg.linear_key_dim, cfg.linear_value_dim], dim=-1)
         q = l2_norm(q.reshape(T, -1, cfg.linear_key_head_dim)) * cfg.linear_key_head_dim**-0.5
         k = l2_norm(k.reshape(T, -1, cfg.linear_key_head_dim))
@@ -332,12 +336,11 @@ class GatedDeltaNet(nn.Module):
         if batch.is_decode:
             o, rec_state = gated_delta_step(q, k, v, g, beta, rec_state)
         else:
-            o, rec_state = gated_delta_chunk(q, k, v, g, beta, batch.seq_lens, rec_state if cache is not None else None)
+            o, rec_state = gated_delta_chunk(q, k, v, g, beta, batch.seq_lens, rec_state)
         if cache is not None:
             cache.conv[self.layer_idx][slots] = conv_state.to(cache.conv[self.layer_idx].dtype)
             cache.recurrent[self.layer_idx][slots] = rec_state
-        o = gated_rms_norm(o, z, self.norm.weight, self.norm.eps)
-        return self.out_proj(o.reshape(T, -1))
+        return self.out_proj(self.norm(o, z).reshape(T, -1))
 
 
 class GatedAttention(nn.Module):

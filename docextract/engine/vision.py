@@ -89,9 +89,9 @@ class _Linear(nn.Module):
         return F.linear(x, self.weight, self.bias)
 
 
-class _LayerNorm(_Linear):
+class _LayerNorm(nn.Module):
     def __init__(self, dim: int, dtype: torch.dtype):
-        nn.Module.__init__(self)
+        super().__init__()
         self.weight = _param(dim, dtype=dtype)
         self.bias = _param(dim, dtype=dtype)
 

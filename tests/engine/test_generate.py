@@ -46,6 +46,7 @@ def test_engine_attributes(engine, tiny_checkpoint):
     assert engine.experts == "bf16"
     assert isinstance(engine.config, ModelConfig) and engine.config.is_moe
     assert engine.tokenizer.image_pad_id == engine.config.image_token_id
+    assert engine.load_report.tensors_loaded > 0
 
 
 def test_request_becomes_chat_prompt_with_expanded_pads(engine, tiny_spec):
