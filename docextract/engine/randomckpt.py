@@ -180,7 +180,8 @@ def config_dict(kind: str = "moe", preset: str | Mapping[str, Any] = "tiny",
         overrides = dict(preset)
         name = overrides.pop("base", "tiny")
     else:
-        raise UsageError(f"preset must be a name or a dict of overrides, got {type(preset).__name__}")
+        raise UsageError("preset must be a name or a dict of overrides, got "
+                         f"{type(preset).__name__}")
     if name not in PRESETS:
         raise UsageError(f"unknown preset {name!r}", hint=f"one of: {', '.join(PRESETS)}")
     base = PRESETS[name]
@@ -332,8 +333,16 @@ def build_tokenizer(first_special_id: int = TINY_FIRST_SPECIAL_ID) -> Backend:
     """A byte-level BPE (`tokenizers.Tokenizer`) in the Qwen3.5 form: NFC, the Qwen3.5
     pre-tokenise regex, all 256 byte symbols, merges trained on `CORPUS`, padded with unused
     tokens up to `first_special_id`, then the Qwen3.5 added tokens at first_special_id + i."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers
-    from tokenizers import pre_tokenizers, trainers
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        trainers,
+    )
 
     if first_special_id < 256:
         raise UsageError(f"first_special_id {first_special_id} leaves no room for the 256 byte "
