@@ -43,6 +43,54 @@ AUTO_SCHEMA = {"type": "object",
                "required": ["document_type"], "additionalProperties": False}
 
 
+def _string_schema(**rules) -> dict:
+    return {"type": "object", "properties": {"s": {"type": "string", **rules}}, "required": ["s"],
+            "additionalProperties": False}
+
+
+# (what, schema, compact JSON text); the expected answer is computed, not written down.
+PROBES = [
+    ("raw tab in a maxLength string", _string_schema(maxLength=8), '{"s":"a\tb"}'),
+    ("raw newline in a maxLength string", _string_schema(maxLength=8), '{"s":"a\nb"}'),
+    ("escaped quote in a maxLength string", _string_schema(maxLength=8), '{"s":"a\\"b"}'),
+    ("escaped newline in a maxLength string", _string_schema(maxLength=8), '{"s":"a\\nb"}'),
+    ("escaped quote in a string", _string_schema(), '{"s":"12\\" pipe"}'),
+    ("DEL (0x7f) in a string", _string_schema(), '{"s":"a\x7fb"}'),
+    ("9 characters, maxLength 8", _string_schema(maxLength=8), '{"s":"abcdefghi"}'),
+    ("4 Devanagari code points, maxLength 4", _string_schema(maxLength=4), '{"s":"पूजा"}'),
+    ("11 Devanagari code points, maxLength 8", _string_schema(maxLength=8), '{"s":"पूजा मिश्रा"}'),
+    ("pattern ^[A-Z]+$ with maxLength 3, 5 letters", _string_schema(pattern="^[A-Z]+$", maxLength=3),
+     '{"s":"ABCDE"}'),
+    ("enum, wrong case", AUTO_SCHEMA, '{"document_type":"Invoice"}'),
+]
+
+
+def probe_expected(schema: dict, text: str) -> bool:
+    """Valid JSON (control characters must be escaped) that meets the probe schema's rules."""
+    import re
+
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return False
+    if "document_type" in value:
+        return value["document_type"] in AUTO_SCHEMA["properties"]["document_type"]["enum"]
+    rules = schema["properties"]["s"]
+    s = value["s"]
+    return (len(s) <= rules.get("maxLength", len(s))
+            and re.search(rules.get("pattern", ""), s) is not None)
+
+
+def probe(lib, schema: dict, text: str, encode, stop_id: int) -> bool:
+    """Does `lib` accept the tokens of `text` and then the stop token?"""
+    m = lib.matcher(lib.compile(schema))
+    for token in [*encode(text), stop_id]:
+        mask = lib.mask(m)
+        if not (mask[token >> 5] >> (token & 31) & 1) or not lib.accept(m, token):
+            return False
+    return lib.stopped(m)
+
+
 @dataclass
 class Document:
     name: str
@@ -431,6 +479,11 @@ def main() -> None:
             continue
         w = walk(libs, compiled[name], mine, encode, vocab.stop_ids[0], describe)
         walk_rows.append((name, len(mine), w))
+    probes = []
+    with native_stderr([]):
+        for what, schema, text in PROBES:
+            probes.append((what, probe_expected(schema, text),
+                           [probe(lib, schema, text, encode, vocab.stop_ids[0]) for lib in libs]))
     lap("walk")
 
     step_ms = None
@@ -447,12 +500,12 @@ def main() -> None:
                                                                      args.new_tokens)
             lap("forward 248k")
 
-    print_report(args, vocab, failures, setup, compile_rows, sorted(warned), walk_rows, step_ms,
-                 libs, stages, load)
+    print_report(args, vocab, failures, setup, compile_rows, sorted(warned), walk_rows, probes,
+                 step_ms, libs, stages, load)
 
 
-def print_report(args, vocab, failures, setup, compile_rows, warned, walk_rows, step_ms, libs,
-                 stages, load):
+def print_report(args, vocab, failures, setup, compile_rows, warned, walk_rows, probes, step_ms,
+                 libs, stages, load):
     names = [lib.name for lib in libs]
     command = "python bench/grammar.py " + " ".join(sys.argv[1:])
     print(f"date {date.today()}, {platform.machine()} CPU, {os.cpu_count()} cores "
@@ -524,6 +577,15 @@ def print_report(args, vocab, failures, setup, compile_rows, warned, walk_rows, 
         for n in names:
             for rej in w["walks"][n].rejected[:3]:
                 print(f"- {schema}: {n} REJECTED {rej}")
+    print()
+    print("Correctness probes: does the library accept this compact JSON text (tokens, then the "
+          "stop token)? Expected = valid JSON (json.loads) that meets the probe schema.")
+    print()
+    print("| probe | expected | " + " | ".join(names) + " |")
+    print("|---|---|" + "---|" * len(names))
+    for what, expected, got in probes:
+        cells = [("yes" if g else "no") + ("" if g == expected else " **WRONG**") for g in got]
+        print(f"| {what} | {'yes' if expected else 'no'} | " + " | ".join(cells) + " |")
     if step_ms:
         print()
         print("Mask cost against the engine decode step (docextract Engine, batch 1, float32, naive "

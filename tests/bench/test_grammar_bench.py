@@ -82,6 +82,11 @@ def test_quick_run_prints_every_table(tmp_path):
         assert walked, lib
         docs, tokens, accepted, ended, total = walked.groups()
         assert int(tokens) > 50 and accepted == "yes" and ended == total == docs
+    probes = re.findall(r"^\| ([^|]+) \| (yes|no) \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", out,
+                        re.MULTILINE)
+    assert len(probes) >= 10
+    # The library constrain.py uses never lets invalid JSON or a broken rule through.
+    assert all(llg.strip() == "no" for _, expected, llg, _, _ in probes if expected == "no")
     forward = re.search(r"^\| bench checkpoint \| ([\d.]+) \(([\d.]+)\) \| ([\d.]+)% \|", out,
                         re.MULTILINE)
     assert forward and float(forward.group(1)) >= float(forward.group(2)) > 0
