@@ -171,6 +171,9 @@ class Llguidance:
     def forced(self, m) -> list[int]:
         return list(m.compute_ff_tokens())
 
+    def copy(self, m):
+        return m.deep_copy()
+
     def stopped(self, m) -> bool:
         return m.is_stopped()
 
@@ -212,6 +215,9 @@ class Xgrammar:
 
     def forced(self, m) -> list[int]:
         return list(m.find_jump_forward_tokens())
+
+    def copy(self, m):
+        return m.fork()
 
     def stopped(self, m) -> bool:
         return m.is_terminated()
@@ -313,7 +319,7 @@ def native_stderr(lines: list[str]):
 
 
 def compile_times(lib, schema: dict, runs: int) -> dict:
-    once, per_seq, first, notes = [], [], [], []
+    once, per_seq, first, copies, notes = [], [], [], [], []
     for _ in range(runs):
         with native_stderr(notes):
             compiled, ns = timed(lib.compile, schema)
@@ -322,12 +328,15 @@ def compile_times(lib, schema: dict, runs: int) -> dict:
         per_seq.append(ns)
         _, ns = timed(lib.mask, m)
         first.append(ns)
+        _, ns = timed(lib.copy, m)
+        copies.append(ns)
     # "[10:33:26] /path/file.cc:1199: Warning: ..." -> "Warning: ..."
     notes = sorted({n.split(": ", 1)[-1] for n in notes if n.strip()})
     if hasattr(compiled, "startswith"):
         notes += lib.llg.LLMatcher.validate_grammar_with_warnings(compiled, lib.tok)[1]
     return {"once": statistics.median(once) / 1e6, "per_seq": statistics.median(per_seq) / 1e6,
-            "first": statistics.median(first) / 1e6, "compiled": compiled, "notes": notes}
+            "first": statistics.median(first) / 1e6, "copy": statistics.median(copies) / 1e6,
+            "compiled": compiled, "notes": notes}
 
 
 def forward_step_ms(vocab: qwen_vocab.Vocab, quick: bool, runs: int,
@@ -531,15 +540,17 @@ def print_report(args, vocab, failures, setup, compile_rows, warned, walk_rows, 
     print(f"Compile: once per schema (llguidance: grammar_from_json_schema + "
           f"validate_grammar_with_warnings, as constrain.py does; xgrammar: compile_json_schema, "
           f"cache off). Matcher: once per sequence (llguidance parses the grammar and builds its "
-          f"lexer here). ms, median of {1 if args.quick else args.runs}.")
+          f"lexer here). Copy: a copy of a started matcher (llguidance deep_copy, xgrammar fork), "
+          f"the alternative to a new matcher per sequence. ms, median of "
+          f"{1 if args.quick else args.runs}.")
     print()
-    print("| schema | library | compile ms | matcher ms | first mask ms |")
-    print("|---|---|---|---|---|")
+    print("| schema | library | compile ms | matcher ms | first mask ms | copy ms |")
+    print("|---|---|---|---|---|---|")
     for row in compile_rows:
         for n in names:
             t = row[n]
             print(f"| {row['schema']} | {n} | {t['once']:.2f} | {t['per_seq']:.2f} | "
-                  f"{t['first']:.2f} |")
+                  f"{t['first']:.2f} | {t['copy']:.3f} |")
     print()
     for note in warned:
         print(f"- compile warning: {note}")

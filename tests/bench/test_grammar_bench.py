@@ -75,7 +75,7 @@ def test_quick_run_prints_every_table(tmp_path):
     assert "conversion check" in out and "all passed" in out
     assert "FAILED" not in out and "REJECTED" not in out
     for lib in ("llguidance", "xgrammar"):
-        compiled = rf"^\| pan \| {lib} \| [\d.]+ \| [\d.]+ \| [\d.]+ \|$"
+        compiled = rf"^\| pan \| {lib} \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|$"
         assert re.search(compiled, out, re.MULTILINE), lib
         walked = re.search(rf"^\| pan \| (\d+) \| (\d+) \| {lib} \|.*\| (\w+) \| (\d+)/(\d+) \|$",
                            out, re.MULTILINE)
