@@ -82,6 +82,8 @@ class SequenceConstraint:
             raise UsageError(f"the JSON Schema cannot be used for constrained decoding: "
                              f"{self.matcher.get_error()}")
         self.words = (compiler.vocab_size + 31) // 32
+        # Appended without a model call once the value is complete.
+        self.stop_token = compiler.stop_ids[0]
 
     def fill_bitmask(self, row: torch.Tensor) -> None:
         """Write the allowed-token bitmask into `row` (int32 [ceil(V/32)], CPU, contiguous):
@@ -107,7 +109,9 @@ class SequenceConstraint:
     @property
     def finished(self) -> bool:
         """The value is complete and nothing but a stop token may follow."""
-        return self.matcher.is_stopped() or (self.matcher.is_accepting() and not self._more())
+        if self.matcher.is_stopped():
+            return True
+        return self.matcher.is_accepting() and not self._more()
 
     def _more(self) -> bool:
         allowed = self.allowed()

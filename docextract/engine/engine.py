@@ -12,6 +12,7 @@ import torch
 from ..errors import ModelError, UsageError
 from .api import Completion, Request
 from .config import ModelConfig, load_config
+from .constrain import GrammarCompiler
 from .generate import LogitsProcessor, Prompt, generate
 from .processor import ImageProcessor, mrope_positions
 from .qwen3_5 import Batch, Model
@@ -63,6 +64,7 @@ class Engine:
         self.kernels = kernels
         # Requests generated together in one batch (one cache slot each).
         self.max_batch = max_batch
+        self._grammars: GrammarCompiler | None = None
         # What the loader found (files, dtypes, quantisation, skipped MTP tensors); None when
         # the engine was built around a model in memory.
         self.load_report = None
@@ -163,18 +165,31 @@ class Engine:
         return Prompt(torch.tensor(ids, dtype=torch.long), pixel_values, grid,
                       max_new_tokens=request.max_new_tokens, logits_processors=list(logits_processors))
 
+    @property
+    def grammars(self) -> GrammarCompiler:
+        """The JSON-Schema compiler for this tokenizer (built on first use: a vocabulary scan)."""
+        if self._grammars is None:
+            stops = [self.tokenizer.im_end_id] + [i for i in self.tokenizer.stop_ids
+                                                  if i != self.tokenizer.im_end_id]
+            self._grammars = GrammarCompiler(self.tokenizer.to_json(),
+                                             self.config.text_config.vocab_size, stops)
+        return self._grammars
+
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
-        """Greedy completions, `max_batch` requests decoded together at a time."""
+        """Greedy completions, `max_batch` requests decoded together at a time; a request with
+        a `json_schema` is decoded under that schema's grammar (compact JSON)."""
         for r in requests:
             if r.json_schema is not None:
-                raise ModelError("constrained decoding is not available in this engine yet",
-                                 hint="send requests without json_schema")
+                self.grammars.grammar(r.json_schema)  # refuse an unusable schema up front
         out: list[Completion] = []
         stops = list(self.tokenizer.stop_ids)
         for lo in range(0, len(requests), self.max_batch):
             group = requests[lo : lo + self.max_batch]
             start = time.perf_counter()
             prompts = [self.prompt(r) for r in group]
+            for p, r in zip(prompts, group):
+                if r.json_schema is not None:
+                    p.constraint = self.grammars.new(r.json_schema)
             prepare_s = time.perf_counter() - start
             for p, g in zip(prompts, generate(self.model, prompts, stop_ids=stops)):
                 text_ids = g.tokens[:-1] if g.finish_reason == "stop" else g.tokens

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -35,6 +36,8 @@ class Prompt:
     image_grid_thw: torch.Tensor | None = None  # [n, 3]
     max_new_tokens: int = 256
     logits_processors: list[LogitsProcessor] = field(default_factory=list)
+    # A grammar state (engine/constrain.py SequenceConstraint) that masks and forces tokens.
+    constraint: Any = None
 
 
 @dataclass
@@ -104,6 +107,46 @@ def prefill(
     return logits, deltas, vision_s
 
 
+def _choose(prompt: Prompt, generated: list[int], scores: torch.Tensor, sampler: Sampler,
+            stops: set[int], timings: dict[str, float]) -> tuple[list[int], bool]:
+    """The tokens a sequence appends this step and whether it is done. Without a constraint:
+    one sampled token. With one: the tokens the grammar forces (no sampling), else one sampled
+    token under the grammar's mask followed by whatever the grammar then forces; once the JSON
+    value is complete, a stop token is appended without another model call."""
+    for proc in prompt.logits_processors:
+        scores = proc(generated, scores)
+    c = prompt.constraint
+    if c is None:
+        token = sampler(scores)
+        return [token], token in stops
+    start = time.perf_counter()
+    tokens = c.forced()
+    for t in tokens:
+        c.accept(t)
+    if not tokens:
+        allowed = c.allowed().to(scores.device)
+        if allowed.shape[0] < scores.shape[0]:
+            allowed = torch.nn.functional.pad(allowed, (0, scores.shape[0] - allowed.shape[0]))
+        scores = scores.masked_fill(~allowed[: scores.shape[0]], float("-inf"))
+        timings["mask_s"] = timings.get("mask_s", 0.0) + time.perf_counter() - start
+        token = sampler(scores)
+        start = time.perf_counter()
+        if token in stops:
+            timings["mask_s"] += time.perf_counter() - start
+            return [token], True
+        c.accept(token)
+        tokens = [token]
+        for t in c.forced():
+            c.accept(t)
+            tokens.append(t)
+    done = False
+    if c.finished:
+        tokens.append(c.stop_token)
+        done = True
+    timings["mask_s"] = timings.get("mask_s", 0.0) + time.perf_counter() - start
+    return tokens, done
+
+
 def generate_step(
     model: Model,
     prompts: Sequence[Prompt],
@@ -113,10 +156,12 @@ def generate_step(
     prefill_chunk: int | None = None,
     timings: dict[str, float] | None = None,
 ) -> Iterator[list[tuple[int, int]]]:
-    """Yield, step after step, (prompt index, token) for every sequence still running.
+    """Yield, step after step, (prompt index, token) for every token appended this step.
 
     A sequence stops after a token in `stop_ids` (which it yields) or after its max_new_tokens.
-    `timings`, when given, receives vision_s, prefill_s and decode_s.
+    A sequence with a grammar `constraint` may append several tokens in one step (the tokens the
+    grammar forces are fed to the model together, in one forward). `timings`, when given,
+    receives vision_s, prefill_s, decode_s and (with constraints) mask_s.
     """
     stops = set(stop_ids)
     budget = [p.max_new_tokens for p in prompts]
@@ -135,24 +180,25 @@ def generate_step(
         running = list(range(len(prompts)))
         decode_start = time.perf_counter()
         while running:
-            step, still = [], []
+            step, still, fresh = [], [], []
             for row, s in enumerate(running):
-                scores = logits[row]
-                for proc in prompts[s].logits_processors:
-                    scores = proc(generated[s], scores)
-                token = sampler(scores)
-                generated[s].append(token)
-                step.append((s, token))
-                if token not in stops and len(generated[s]) < budget[s]:
+                tokens, done = _choose(prompts[s], generated[s], logits[row], sampler, stops, timings)
+                tokens = tokens[: budget[s] - len(generated[s])]
+                generated[s].extend(tokens)
+                step.extend((s, t) for t in tokens)
+                if not done and len(generated[s]) < budget[s]:
                     still.append(s)
+                    fresh.append(tokens)
             yield step
             running = still
             if not running:
                 break
-            tokens = torch.tensor([generated[s][-1] for s in running], device=model.device)
-            pos = torch.tensor([cache.lengths[s] + deltas[s] for s in running], device=model.device)
-            hidden = model(model.embed(tokens), Batch([1] * len(running), pos.expand(3, -1), cache, running))
-            logits = model.lm_logits(hidden).float()
+            ids = torch.tensor([t for tokens in fresh for t in tokens], device=model.device)
+            pos = torch.cat([torch.arange(len(tokens)) + cache.lengths[s] + deltas[s]
+                             for s, tokens in zip(running, fresh)]).to(model.device)
+            hidden = model(model.embed(ids), Batch([len(t) for t in fresh], pos.expand(3, -1), cache, running))
+            last = torch.tensor([len(t) for t in fresh]).cumsum(0) - 1
+            logits = model.lm_logits(hidden[last.to(hidden.device)]).float()
         _sync(model.device)
         timings["decode_s"] = time.perf_counter() - decode_start
 

@@ -171,6 +171,10 @@ class Tokenizer:
         """Tokens the tokenizer knows, added tokens included (the model's vocab may be larger)."""
         return self._tok.get_vocab_size(with_added_tokens=True)
 
+    def to_json(self) -> str:
+        """The tokenizer as tokenizer.json text (what the grammar library reads)."""
+        return self._tok.to_str()
+
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`; special tokens written in it are recognised. No BOS is added."""
         return self._tok.encode(text, add_special_tokens=False).ids

@@ -128,9 +128,6 @@ def test_bfloat16_engine_is_as_close_to_float32_as_transformers(tiny_checkpoint,
     assert rel_err(ours16.logits(ids), ref32) <= hf_err
 
 
-def test_json_schema_needs_constrained_decoding(engine):
-    with pytest.raises(ModelError, match="constrained decoding"):
-        engine.generate([Request(prompt="x", json_schema={"type": "object"})])
 
 
 def test_bad_requests(engine):
