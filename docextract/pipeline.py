@@ -59,24 +59,74 @@ class RunOptions:
 EngineFactory = Callable[[RunOptions, Console], Any]
 
 
-def load_engine(opts: RunOptions, console: Console):
-    """The engine for `opts.model` (a local checkpoint directory), loaded once per process."""
+def _gpu_memory_gib(device: str | None) -> float | None:
+    if device == "cpu":
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_properties(0).total_memory / 2**30
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith(("/", ".", "~")) or model.count("/") != 1 or Path(model).exists()
+
+
+def resolve_model(opts: RunOptions, console: Console) -> tuple[Path, str]:
+    """The checkpoint folder and the model's name for `--model DIR|REPO_ID`, DOCEXTRACT_MODEL or
+    the default for this machine; a repository missing from the cache is downloaded (weights,
+    config and tokenizer only), never with --offline / HF_HUB_OFFLINE."""
+    from .engine import hub
+
     model = opts.model or os.environ.get("DOCEXTRACT_MODEL")
+    offline = opts.offline or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     if not model:
-        raise ModelError("no model given",
-                         hint="pass --model DIR (a local Qwen3.5 checkpoint) or set DOCEXTRACT_MODEL")
-    path = Path(model)
-    if not path.is_dir():
+        gpu = _gpu_memory_gib(opts.device)
+        model = hub.default_repo(gpu)
+        where = f"a GPU with {gpu:.0f} GiB" if gpu else "no GPU"
+        console.info(f"no --model given: using {model}, the default for {where}")
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{display_name(model)}: no config.json in the model directory",
+                             hint="download a model with 'docextract model pull REPO_ID'")
+        return path, path.resolve().name
+    if _looks_like_path(model):
         raise ModelError(f"{display_name(model)}: not a model directory",
-                         hint="download one with 'docextract model pull REPO_ID'")
-    if not (path / "config.json").is_file():
-        raise ModelError(f"{display_name(model)}: no config.json in the model directory",
-                         hint="download one with 'docextract model pull REPO_ID'")
+                         hint="download a model with 'docextract model pull REPO_ID'")
+    folder = hub.cached(model)
+    if folder is not None:
+        return folder, model
+    if offline:
+        raise ModelError(f"{model} is not downloaded and downloads are off (--offline / "
+                         "HF_HUB_OFFLINE)",
+                         hint=f"run 'docextract model pull {model}' where the network is "
+                              "available, or pass --model DIR")
+    size = hub.download_size(model)
+    amount = f"{size / 1e9:.1f} GB" if size else "size unknown"
+    console.info(f"downloading {model} ({amount}: weights, config and tokenizer only) into the "
+                 "Hugging Face cache; no document leaves this machine")
+    with console.progress("download (bytes)") as bar:
+        folder = hub.pull(model, progress=bar.set)
+    return folder, model
+
+
+def load_engine(opts: RunOptions, console: Console):
+    """The engine for the resolved model, loaded once per process."""
+    path, name = resolve_model(opts, console)
     from .engine import Engine
 
-    console.info(f"loading model {path.name} ({opts.experts} experts)")
+    device = opts.device or "auto"
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    # bf16 matrix products are slow on most CPUs: float32 there.
+    dtype = "float32" if device == "cpu" else "bfloat16"
+    console.info(f"loading model {name} ({opts.experts} experts, {device})")
     t0 = time.monotonic()
-    engine = Engine.load(path, device=opts.device or "auto", experts=opts.experts)
+    engine = Engine.load(path, device=device, dtype=dtype, experts=opts.experts, name=name)
     console.debug(f"model loaded in {time.monotonic() - t0:.1f} s")
     return engine
 

@@ -153,3 +153,56 @@ def _translate(exc: Exception, repo: str, revision: str | None, offline: bool,
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+# Default checkpoint per machine when neither --model nor DOCEXTRACT_MODEL is given:
+# (minimum GPU memory in GiB, repository). Sizes are the bf16 weights (qwen35.md section 1.1;
+# 2 bytes per parameter) with room left for the KV cache, DeltaNet state and activations.
+DEFAULT_MODELS = [
+    (80.0, "Qwen/Qwen3.5-35B-A3B"),  # ~67 GiB of weights
+    (24.0, "Qwen/Qwen3.5-9B"),       # ~18 GiB
+    (12.0, "Qwen/Qwen3.5-4B"),       # ~8 GiB
+    (6.0, "Qwen/Qwen3.5-2B"),        # ~4 GiB
+    (0.0, "Qwen/Qwen3.5-0.8B"),      # ~1.6 GiB; also the CPU default
+]
+
+
+def default_repo(gpu_memory_gib: float | None) -> str:
+    """The checkpoint suited to a machine: by GPU memory, or the smallest model without a GPU."""
+    if not gpu_memory_gib:
+        return DEFAULT_MODELS[-1][1]
+    return next(repo for need, repo in DEFAULT_MODELS if gpu_memory_gib >= need)
+
+
+def download_size(repo_id: str, revision: str | None = None) -> int | None:
+    """Bytes of the engine's files in `repo_id` (one metadata request), None if unknown."""
+    from fnmatch import fnmatch
+
+    import huggingface_hub
+
+    try:
+        info = huggingface_hub.HfApi().model_info(repo_id, revision=revision, files_metadata=True)
+    except Exception:  # the size is only informative; pull() reports real failures
+        return None
+    total = 0
+    for f in info.siblings or []:
+        name = f.rfilename
+        if any(fnmatch(name, p) for p in NEVER_FILES) or not any(fnmatch(name, p) for p in ENGINE_FILES):
+            continue
+        total += f.size or 0
+    return total or None
+
+
+def cached(repo_id: str, revision: str | None = None) -> Path | None:
+    """The complete local copy of `repo_id` in the Hugging Face cache, if there is one."""
+    import huggingface_hub
+
+    try:
+        folder = Path(huggingface_hub.snapshot_download(
+            repo_id, revision=revision, local_files_only=True, allow_patterns=ENGINE_FILES,
+            ignore_patterns=NEVER_FILES))
+    except Exception:
+        return None
+    if (folder / "config.json").is_file() and any(folder.glob("*.safetensors")):
+        return folder
+    return None

@@ -137,12 +137,46 @@ def test_out_file_is_written_and_stdout_stays_empty(receipt_spec, use_engine, im
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_no_model_is_exit_4_with_hint(receipt_spec, images, monkeypatch):
+def test_no_model_offline_is_exit_4_with_hint(receipt_spec, images, monkeypatch):
     monkeypatch.delenv("DOCEXTRACT_MODEL", raising=False)
-    res = invoke("run", images[0], "-s", "receipt")
+    from docextract.engine import hub
+
+    monkeypatch.setattr(hub, "cached", lambda repo, revision=None: None)
+    res = invoke("run", images[0], "-s", "receipt", "--offline", "--device", "cpu")
     assert res.exit_code == 4
-    assert res.stderr.startswith("error: no model given")
-    assert "hint:" in res.stderr and "Traceback" not in res.stderr
+    lines = res.stderr.splitlines()
+    assert lines[0] == "no --model given: using Qwen/Qwen3.5-0.8B, the default for no GPU"
+    assert lines[1].startswith("error: Qwen/Qwen3.5-0.8B is not downloaded and downloads are off")
+    assert lines[2].startswith("hint: run 'docextract model pull Qwen/Qwen3.5-0.8B'")
+    assert "Traceback" not in res.stderr
+
+
+def test_missing_repo_is_downloaded_with_a_size_line(receipt_spec, images, monkeypatch, tmp_path,
+                                                     fake_engine):
+    from docextract.engine import Engine, hub
+
+    pulled = []
+    monkeypatch.setattr(hub, "cached", lambda repo, revision=None: None)
+    monkeypatch.setattr(hub, "download_size", lambda repo, revision=None: 2_345_000_000)
+    monkeypatch.setattr(hub, "pull", lambda repo, progress=None: pulled.append(repo) or tmp_path)
+    loaded = []
+    monkeypatch.setattr(Engine, "load", classmethod(
+        lambda cls, path, **kw: loaded.append((path, kw)) or fake_engine(GOOD)))
+    res = invoke("run", images[0], "-s", "receipt", "--model", "Qwen/Qwen3.5-2B")
+    assert res.exit_code == 0, res.output
+    assert pulled == ["Qwen/Qwen3.5-2B"]
+    assert ("downloading Qwen/Qwen3.5-2B (2.3 GB: weights, config and tokenizer only) into the "
+            "Hugging Face cache; no document leaves this machine") in res.stderr
+    assert loaded[0][0] == tmp_path and loaded[0][1]["name"] == "Qwen/Qwen3.5-2B"
+
+
+def test_default_model_follows_gpu_memory():
+    from docextract.engine.hub import default_repo
+
+    assert default_repo(None) == "Qwen/Qwen3.5-0.8B"
+    assert default_repo(8) == "Qwen/Qwen3.5-2B"
+    assert default_repo(24) == "Qwen/Qwen3.5-9B"
+    assert default_repo(141) == "Qwen/Qwen3.5-35B-A3B"
 
 
 def test_model_dir_without_config_is_exit_4(receipt_spec, images, tmp_path):
