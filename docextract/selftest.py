@@ -73,8 +73,8 @@ def run_selftest(console: Console, *, device: str = "cpu",
     (parsed, conforms, schema_errors, valid, domain_errors, text), failed_stage, error."""
     report: dict[str, Any] = {"ok": False, "note": NOTE, "schema": None, "device": device,
                               "stages": {}, "total_s": None, "tokens": None,
-                              "finish_reason": None, "output": None, "failed_stage": None,
-                              "error": None, "workdir": None}
+                              "finish_reason": None, "output": None, "page": None,
+                              "failed_stage": None, "error": None, "workdir": None}
     steps = _Stages(console, report)
     console.info("self-test: one extraction with a random tiny model (it checks the machinery; "
                  "a random model cannot read documents)")

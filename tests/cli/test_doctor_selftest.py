@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from docextract import schemas, selftest
+from docextract import pipeline, schemas, selftest
 from docextract.console import Console
 from docextract.engine.api import Completion
 from docextract.errors import ModelError
@@ -35,7 +35,9 @@ def test_self_test_extracts_schema_conforming_json_and_cleans_up(tmp_path):
     assert report["total_s"] >= sum(report["stages"][k] for k in
                                     ("checkpoint_s", "render_s", "load_s", "extract_s"))
     assert report["finish_reason"] == "stop"
-    assert 1 <= report["tokens"]["generated"] and report["tokens"]["prompt"] > 30
+    budget = pipeline.max_new_tokens_for(schemas.get("pan").json_schema)
+    assert 1 <= report["tokens"]["generated"] <= budget and report["tokens"]["prompt"] > 30
+    assert report["page"]["width"] * report["page"]["height"] <= selftest.PAGE_MAX_PIXELS
     result = report["output"]
     assert result["parsed"] and result["conforms"] and result["schema_errors"] == []
     # An independent validator agrees that the constrained output has the schema's shape.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import unicodedata
@@ -212,8 +213,15 @@ def test_random_engine_on_a_scaled_down_35b_a3b():
     assert eng.tokenizer.image_pad_id == config.image_token_id == 312
     from docextract.engine.api import Request
 
-    (out,) = eng.generate([Request(prompt="Hello ₹", max_new_tokens=4)])
-    assert len(out.tokens) >= 1 and out.finish_reason in ("stop", "length")
+    total = {"type": "string", "pattern": "^₹[0-9]{2}$"}
+    schema = {"type": "object", "properties": {"total": total}, "required": ["total"],
+              "additionalProperties": False}
+    free, constrained = eng.generate([Request(prompt="Hello ₹", max_new_tokens=4),
+                                      Request(prompt="Total?", json_schema=schema,
+                                              max_new_tokens=32)])
+    assert len(free.tokens) >= 1 and free.finish_reason in ("stop", "length")
+    assert constrained.finish_reason == "stop"
+    assert re.fullmatch(r'\{"total":"₹[0-9]{2}"\}', constrained.text)
     assert torch.isfinite(eng.logits(torch.tensor([eng.tokenizer.encode(PROMPT)]))).all()
 
 
