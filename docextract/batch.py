@@ -27,7 +27,7 @@ from .console import Console, dumps
 from .errors import ExitCode, InputError, Interrupted, UsageError
 from .fsutil import atomic_write_text, display_name
 from . import pipeline
-from .pipeline import EngineFactory, RunOptions, error_record, extract
+from .pipeline import EngineFactory, RunOptions, error_record, extract_document
 
 # Suffixes batch picks up from folders when no --glob is given.
 DOCUMENT_SUFFIXES = {".pdf", ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff",
@@ -163,10 +163,8 @@ def _prefetch(inputs: list[str], opts: RunOptions, workers: int) -> Iterator[tup
 def run_batch(paths: Sequence[str], opts: RunOptions, console: Console, *, out: str,
               glob: str | None = None, resume: bool = True, workers: int = 2,
               engine_factory: EngineFactory | None = None) -> ExitCode:
-    from . import schemas
-
     engine_factory = engine_factory or pipeline.load_engine
-    spec = schemas.get(opts.schema)
+    target = pipeline.resolve_schema(opts.schema)
     to_stdout = out == "-"
     out_path = None if to_stdout else Path(out)
     if out_path is not None and out_path.is_dir():
@@ -209,7 +207,7 @@ def run_batch(paths: Sequence[str], opts: RunOptions, console: Console, *, out: 
                     raise Interrupted("interrupted; finished records are saved",
                                       hint="run the same command again to resume")
                 sha, pages, ingest_s = fut.result()
-                key = record_key(sha, spec.ref, model_id, settings) if sha else None
+                key = record_key(sha, target.ref, model_id, settings) if sha else None
                 if key is not None and key in existing:
                     counts["skipped"] += 1
                     worst = _worse(worst, existing[key])
@@ -218,15 +216,14 @@ def run_batch(paths: Sequence[str], opts: RunOptions, console: Console, *, out: 
                 if isinstance(pages, InputError):
                     console.warn(pages.message)
                     record = error_record(display_name(path), pages, sha256=sha,
-                                          schema_ref=spec.ref)
+                                          schema_ref=target.ref)
                     counts["errors"] += 1
                 else:
                     if engine is None:
                         engine = engine_factory(opts, console)
-                    record = {"source": display_name(path), "sha256": sha, "schema": spec.ref,
-                              "pages": len(pages)}
-                    record.update(extract(pages, spec, engine, unmask=opts.unmask,
-                                          retries=opts.retries))
+                    record = {"source": display_name(path), "sha256": sha}
+                    record.update(extract_document(pages, target, engine, unmask=opts.unmask,
+                                                   retries=opts.retries))
                     record["timing"] = {"ingest_s": round(ingest_s, 4), **record["timing"]}
                     if not record["valid"]:
                         counts["invalid"] += 1

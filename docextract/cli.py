@@ -301,18 +301,33 @@ def model_quantize(src: Annotated[Path, typer.Argument(help="Source model direct
 
 @app.command()
 def doctor(as_json: Annotated[bool, typer.Option("--json", help="Report as JSON.")] = False,
-           quiet: Quiet = False, verbose: Verbose = False) -> None:
+           self_test: Annotated[bool, typer.Option("--self-test", help="Also run one constrained "
+                                                   "extraction on a random tiny model.")] = False,
+           device: DeviceOpt = None, quiet: Quiet = False, verbose: Verbose = False) -> None:
     """Check the installation: Python, torch, GPU, Triton, dependencies, model.
 
-    [b]Example[/b]
+    [b]Examples[/b]
 
       docextract doctor --json | jq .gpu
+
+      docextract doctor --self-test
     """
     from .doctor import check
 
     console = _console(quiet, verbose)
     with _guard(console):
         report = check()
+        if self_test:
+            from .selftest import run_selftest
+
+            result = run_selftest(console, device=device or "auto")
+            report["self_test"] = result
+            report["summary"]["self-test"] = (
+                f"ok in {result['total_s']:.1f} s" if result["ok"]
+                else f"failed at {result['failed_stage']}: {result['error']}")
+            report["summary"]["stages"] = ", ".join(
+                f"{k[:-2]} {v:.2f} s" for k, v in result["stages"].items())
+            report["usable"] = report["usable"] and result["ok"]
         if as_json:
             console.emit(report)
         else:

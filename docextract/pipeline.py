@@ -185,7 +185,7 @@ def extract(pages: Sequence[Any], spec, engine, *, unmask: bool = False,
     request = Request(prompt=prompt, images=[p.image for p in pages],
                       image_labels=[f"Page {p.number}" for p in pages],
                       json_schema=spec.json_schema, max_new_tokens=max_new_tokens_for(spec.json_schema))
-    timing: dict[str, float] = {"prefill_s": 0.0, "decode_s": 0.0, "tokens": 0}
+    timing: dict[str, Any] = {"prefill_s": 0.0, "decode_s": 0.0, "tokens": 0}
     attempts = 0
     validation = None
     while True:
@@ -208,9 +208,80 @@ def extract(pages: Sequence[Any], spec, engine, *, unmask: bool = False,
     if data is not None and not unmask:
         data, masked = spec.mask(data)
     return {"data": data, "valid": validation.valid, "errors": validation.errors,
-            "masked": masked, "attempts": attempts, "timing": timing,
+            "masked": masked, "attempts": attempts,
+            "timing": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in timing.items()},
             "model": {"name": getattr(engine, "name", "unknown"),
                       "experts": getattr(engine, "experts", "unknown")}}
+
+
+AUTO = "auto"
+DOCUMENT_TYPES = ("aadhaar", "pan", "bank_statement", "invoice", "other")
+CHOOSER_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["document_type"],
+                  "properties": {"document_type": {"enum": list(DOCUMENT_TYPES)}}}
+CHOOSER_PROMPT = (
+    "Which kind of document is this page from? aadhaar: an Indian Aadhaar card or letter (UIDAI); "
+    "pan: an Indian PAN card (Income Tax Department); bank_statement: a bank account statement "
+    "with transactions; invoice: a tax invoice or bill (GST, VAT or other); other: anything else.\n"
+    "Answer with one JSON object: {\"document_type\": ...}.")
+
+
+@dataclass(frozen=True)
+class AutoSchema:
+    """`--schema auto`: the document type is chosen by the model from the first page."""
+
+    specs: tuple
+
+    @property
+    def ref(self) -> str:
+        return "auto(" + ",".join(s.ref for s in self.specs) + ")"
+
+
+def resolve_schema(name: str):
+    """A Spec, or AutoSchema for `auto`; unknown names raise UsageError (exit 2)."""
+    from . import schemas
+
+    if name == AUTO:
+        return AutoSchema(tuple(schemas.get(n) for n in DOCUMENT_TYPES if n != "other"))
+    return schemas.get(name)
+
+
+def detect_type(pages: Sequence[Any], engine) -> tuple[str, dict[str, float]]:
+    """The document type of `pages`, chosen under a grammar from the first page."""
+    from .engine.api import Request
+
+    request = Request(prompt=CHOOSER_PROMPT, images=[pages[0].image],
+                      image_labels=[f"Page {pages[0].number}"], json_schema=CHOOSER_SCHEMA,
+                      max_new_tokens=max_new_tokens_for(CHOOSER_SCHEMA))
+    (completion,) = engine.generate([request])
+    try:
+        kind = json.loads(completion.text)["document_type"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        kind = "other"
+    return (kind if kind in DOCUMENT_TYPES else "other"), completion.timings
+
+
+def extract_document(pages: Sequence[Any], target, engine, *, unmask: bool = False,
+                     retries: int = DEFAULT_RETRIES) -> dict[str, Any]:
+    """Record fields for one document: schema, pages, data, valid, errors, masked, attempts,
+    model, timing (and document_type with --schema auto)."""
+    if not isinstance(target, AutoSchema):
+        return {"schema": target.ref, "pages": len(pages),
+                **extract(pages, target, engine, unmask=unmask, retries=retries)}
+    kind, timings = detect_type(pages, engine)
+    detect_s = float(timings.get("prefill_s", 0.0)) + float(timings.get("decode_s", 0.0))
+    if kind == "other":
+        return {"schema": None, "document_type": kind, "pages": len(pages), "data": None,
+                "valid": False,
+                "errors": [{"loc": "", "type": "unsupported_document", "severity": "error",
+                            "msg": "the document is none of " + ", ".join(DOCUMENT_TYPES[:-1])}],
+                "masked": [], "attempts": 0,
+                "model": {"name": getattr(engine, "name", "unknown"),
+                          "experts": getattr(engine, "experts", "unknown")},
+                "timing": {"detect_s": round(detect_s, 4)}}
+    spec = next(s for s in target.specs if s.name == kind)
+    result = extract(pages, spec, engine, unmask=unmask, retries=retries)
+    result["timing"]["detect_s"] = round(detect_s, 4)
+    return {"schema": spec.ref, "document_type": kind, "pages": len(pages), **result}
 
 
 def feedback_text(issues) -> str:
@@ -234,7 +305,7 @@ def error_record(source: str, exc: DocextractError, *, sha256: str | None, schem
             "errors": [{"loc": "", "type": exc.record_type, "msg": exc.message, "severity": "error"}]}
 
 
-def process_file(source: str, spec, opts: RunOptions, get_engine: Callable[[], Any],
+def process_file(source: str, target, opts: RunOptions, get_engine: Callable[[], Any],
                  stdin=None) -> dict[str, Any]:
     """Read one input and extract it; input errors raise InputError."""
     from . import ingest
@@ -242,13 +313,10 @@ def process_file(source: str, spec, opts: RunOptions, get_engine: Callable[[], A
     t0 = time.monotonic()
     pages = ingest.load(source, stdin=stdin, **opts.ingest_kwargs())
     ingest_s = time.monotonic() - t0
-    record: dict[str, Any] = {"source": display_name(source), "sha256": pages[0].sha256,
-                              "schema": spec.ref, "pages": len(pages)}
-    result = extract(pages, spec, get_engine(), unmask=opts.unmask, retries=opts.retries)
-    result["timing"] = {"ingest_s": round(ingest_s, 4),
-                        **{k: (round(v, 4) if isinstance(v, float) else v)
-                           for k, v in result["timing"].items()}}
-    record.update(result)
+    record: dict[str, Any] = {"source": display_name(source), "sha256": pages[0].sha256}
+    record.update(extract_document(pages, target, get_engine(), unmask=opts.unmask,
+                                   retries=opts.retries))
+    record["timing"] = {"ingest_s": round(ingest_s, 4), **record["timing"]}
     return record
 
 
@@ -261,9 +329,7 @@ def run_files(files: Sequence[str], opts: RunOptions, console: Console, *, out: 
     (nothing on stdout); with several, it is also an error record, so the JSON Lines keep one
     line per input.
     """
-    from . import schemas
-
-    spec = schemas.get(opts.schema)
+    target = resolve_schema(opts.schema)
     engine = None
 
     def get_engine():
@@ -278,12 +344,12 @@ def run_files(files: Sequence[str], opts: RunOptions, console: Console, *, out: 
     with console.progress("documents", total=len(files)) as bar:
         for source in files:
             try:
-                record = process_file(source, spec, opts, get_engine)
+                record = process_file(source, target, opts, get_engine)
             except InputError as exc:
                 if single:
                     raise
                 console.error(exc.message, exc.hint)
-                record = error_record(display_name(source), exc, sha256=None, schema_ref=spec.ref)
+                record = error_record(display_name(source), exc, sha256=None, schema_ref=target.ref)
                 code = ExitCode.INPUT
             except ModelError:
                 raise

@@ -88,3 +88,16 @@ def test_bad_engine_output_fails_the_self_test(text, reason, why, tmp_path, monk
     assert why in report["error"] and why in err.getvalue()
     assert report["finish_reason"] == reason
     assert list(tmp_path.iterdir()) == []
+
+
+def test_doctor_self_test_command_reports_stages():
+    from typer.testing import CliRunner
+
+    from docextract.cli import app
+
+    res = CliRunner().invoke(app, ["doctor", "--self-test", "--json", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["self_test"]["ok"] is True
+    assert set(STAGES) <= set(report["self_test"]["stages"])
+    assert report["summary"]["self-test"].startswith("ok in ")

@@ -194,3 +194,28 @@ def test_max_new_tokens_is_bounded_by_the_schema(receipt_spec):
     # 12-char id, up to 5 integers, one integer: a few hundred bytes at most.
     assert 50 < n < 1000
     assert pipeline.max_new_tokens_for({"type": "string"}) == 32768
+
+
+def test_schema_auto_detects_then_extracts(use_engine, images):
+    def answer(request):
+        if "document_type" in json.dumps(request.json_schema):
+            return '{"document_type":"pan"}'
+        return '{"pan":"ACUPA7085R","name":"Rahul Kumar","father_name":null,"date_of_birth":"1990-01-31"}'
+
+    engine = use_engine(answer)
+    res = invoke("run", images[0], "--schema", "auto")
+    record = json.loads(res.stdout)
+    assert record["document_type"] == "pan" and record["schema"] == "pan@1"
+    assert record["data"]["pan"] == "ACUPAXXXXR"  # PAN masked by default
+    assert "detect_s" in record["timing"]
+    assert len(engine.requests[0].images) == 1  # the type is chosen from the first page
+    assert res.exit_code == (0 if record["valid"] else 1)
+
+
+def test_schema_auto_other_is_reported(use_engine, images):
+    use_engine('{"document_type":"other"}')
+    res = invoke("run", images[0], "--schema", "auto")
+    record = json.loads(res.stdout)
+    assert res.exit_code == 1
+    assert record["document_type"] == "other" and record["data"] is None
+    assert record["errors"][0]["type"] == "unsupported_document"
