@@ -222,9 +222,15 @@ def run_batch(paths: Sequence[str], opts: RunOptions, console: Console, *, out: 
                     if engine is None:
                         engine = engine_factory(opts, console)
                     record = {"source": display_name(path), "sha256": sha}
-                    record.update(extract_document(pages, target, engine, unmask=opts.unmask,
-                                                   retries=opts.retries))
-                    record["timing"] = {"ingest_s": round(ingest_s, 4), **record["timing"]}
+                    try:
+                        record.update(extract_document(pages, target, engine,
+                                                       unmask=opts.unmask, retries=opts.retries))
+                        record["timing"] = {"ingest_s": round(ingest_s, 4), **record["timing"]}
+                    except InputError as exc:  # e.g. more pages than the model's context
+                        console.warn(f"{display_name(path)}: {exc.message}")
+                        record = error_record(display_name(path), exc, sha256=sha,
+                                              schema_ref=target.ref)
+                        counts["errors"] += 1
                     if not record["valid"]:
                         counts["invalid"] += 1
                 record["key"] = key

@@ -314,8 +314,11 @@ def process_file(source: str, target, opts: RunOptions, get_engine: Callable[[],
     pages = ingest.load(source, stdin=stdin, **opts.ingest_kwargs())
     ingest_s = time.monotonic() - t0
     record: dict[str, Any] = {"source": display_name(source), "sha256": pages[0].sha256}
-    record.update(extract_document(pages, target, get_engine(), unmask=opts.unmask,
-                                   retries=opts.retries))
+    try:
+        record.update(extract_document(pages, target, get_engine(), unmask=opts.unmask,
+                                       retries=opts.retries))
+    except InputError as exc:  # e.g. more pages than the model's context: name the file
+        raise InputError(f"{display_name(source)}: {exc.message}", hint=exc.hint) from None
     record["timing"] = {"ingest_s": round(ingest_s, 4), **record["timing"]}
     return record
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelError, UsageError
+from ..errors import InputError, ModelError, UsageError
 from .api import Completion, Request
 from .config import ModelConfig, load_config
 from .constrain import GrammarCompiler
@@ -21,6 +21,8 @@ from .weights import load_weights
 
 EXPERT_FORMATS = ("bf16", "int8", "int4")
 KERNEL_CHOICES = ("auto", "naive", "triton")
+# Output tokens a prompt must leave room for (or its whole budget when smaller).
+MIN_OUTPUT_ROOM = 2048
 DTYPES = {
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
     "float16": torch.float16, "fp16": torch.float16,
@@ -178,6 +180,20 @@ class Engine:
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
         """Greedy completions, `max_batch` requests decoded together at a time; a request with
         a `json_schema` is decoded under that schema's grammar (compact JSON)."""
+    def _fit_context(self, prompt: Prompt) -> None:
+        """Cap the output budget at the context left after the prompt; a prompt that leaves no
+        reasonable room is refused (never truncated silently)."""
+        context = self.config.text_config.max_position_embeddings
+        n = prompt.input_ids.numel()
+        need = n + min(prompt.max_new_tokens, MIN_OUTPUT_ROOM)
+        if need > context:
+            images = int((prompt.input_ids == self.config.image_token_id).sum())
+            raise InputError(f"the document needs {n:,} prompt tokens ({images:,} of them for "
+                             f"page images) plus room for the answer, above the model's context "
+                             f"of {context:,} tokens",
+                             hint="select fewer pages with --pages, or shrink them with --max-pixels")
+        prompt.max_new_tokens = min(prompt.max_new_tokens, context - n)
+
         for r in requests:
             if r.json_schema is not None:
                 self.grammars.grammar(r.json_schema)  # refuse an unusable schema up front
@@ -191,6 +207,7 @@ class Engine:
                 if r.json_schema is not None:
                     p.constraint = self.grammars.new(r.json_schema)
             prepare_s = time.perf_counter() - start
+                self._fit_context(p)
             for p, g in zip(prompts, generate(self.model, prompts, stop_ids=stops)):
                 text_ids = g.tokens[:-1] if g.finish_reason == "stop" else g.tokens
                 out.append(Completion(text=self.tokenizer.decode(text_ids), tokens=g.tokens,

@@ -88,3 +88,19 @@ def test_unusable_schema_is_refused_before_any_work(engine):
     bad = {"type": "object", "properties": {"x": {"not": {"type": "string"}}}}
     with pytest.raises(UsageError, match="constrained decoding"):
         engine.generate([Request(prompt="x", json_schema=bad)])
+
+
+def test_a_prompt_beyond_the_context_is_refused_not_truncated(engine, monkeypatch):
+    from docextract.errors import InputError
+
+    text = engine.config.text_config
+    monkeypatch.setattr(text, "max_position_embeddings", 40)
+    with pytest.raises(InputError, match="above the model's context of 40 tokens") as info:
+        engine.generate([Request(prompt="word " * 60, max_new_tokens=10)])
+    assert "--pages" in info.value.hint
+    # A prompt that fits gets its output budget capped at the room left.
+    from docextract.engine import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "MIN_OUTPUT_ROOM", 5)
+    (c,) = engine.generate([Request(prompt="hi", max_new_tokens=10_000)])
+    assert len(engine.prompt(Request(prompt="hi")).input_ids) + len(c.tokens) <= 40
