@@ -110,3 +110,12 @@ def test_unsupported_schema_is_refused_up_front(compiler, schema):
     gc, _ = compiler
     with pytest.raises(UsageError, match="cannot be used for constrained decoding"):
         gc.new(schema)
+
+
+def test_sequences_of_one_schema_are_independent(compiler):
+    gc, tok = compiler
+    a, b = gc.new(SCHEMA), gc.new(SCHEMA)
+    for t in a.forced():
+        a.accept(t)
+    assert a.forced() != b.forced() or not a.forced()
+    assert b.forced()  # b still at the start: the opening of the object is forced
