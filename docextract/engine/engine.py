@@ -3,6 +3,7 @@ generate completions for requests of images + text."""
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,14 +11,15 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError, ModelError, UsageError
+from ..kernels._dispatch import interpreter_on
 from .api import Completion, Request
 from .config import ModelConfig, load_config
 from .constrain import GrammarCompiler
 from .generate import LogitsProcessor, Prompt, generate
 from .processor import ImageProcessor, mrope_positions
+from .quant import load_model
 from .qwen3_5 import Batch, Model
 from .tokenizer import ImageSlot, Tokenizer
-from .weights import load_weights
 
 EXPERT_FORMATS = ("bf16", "int8", "int4")
 KERNEL_CHOICES = ("auto", "naive", "triton")
@@ -53,17 +55,33 @@ def _dtype(dtype: torch.dtype | str) -> torch.dtype:
     raise UsageError(f"unsupported dtype {dtype!r}", hint="use bfloat16, float16 or float32")
 
 
+def _check_kernels(kernels: str, device: torch.device) -> None:
+    if kernels not in KERNEL_CHOICES:
+        raise UsageError(f"unknown kernels choice {kernels!r}", hint=f"use one of {', '.join(KERNEL_CHOICES)}")
+    if kernels != "triton":
+        return
+    if importlib.util.find_spec("triton") is None:
+        raise ModelError("kernels='triton' needs the triton package", hint="install triton, or use kernels='auto'")
+    if device.type != "cuda" and not interpreter_on():
+        raise ModelError("the Triton kernels run on CUDA devices (on the CPU only through "
+                         "TRITON_INTERPRET=1, for tests)", hint="use kernels='auto' or 'naive' on the CPU")
+
+
 class Engine:
     """A loaded Qwen3.5 checkpoint with its tokenizer and image processor."""
 
     def __init__(self, model: Model, tokenizer: Tokenizer, processor: ImageProcessor, *, name: str,
-                 experts: str = "bf16", kernels: str = "naive", max_batch: int = 8):
+                 experts: str = "bf16", kernels: str = "auto", max_batch: int = 8):
+        _check_kernels(kernels, model.device)
         self.model = model
         self.tokenizer = tokenizer
         self.processor = processor
         self.name = name
+        # The routed experts' storage: bf16 (16-bit, the model dtype), int8, int4 or fp8.
         self.experts = experts
         self.kernels = kernels
+        # "auto" leaves the choice to the ops (DOCEXTRACT_KERNELS, else Triton on CUDA).
+        model.kernels = None if kernels == "auto" else kernels
         # Requests generated together in one batch (one cache slot each).
         self.max_batch = max_batch
         self._grammars: GrammarCompiler | None = None
@@ -77,26 +95,24 @@ class Engine:
              *, max_pixels: int | None = None, name: str | None = None) -> Engine:
         """Read config, weights, tokenizer and preprocessing settings from a checkpoint folder.
 
+        `experts`: "bf16" keeps the routed experts as stored (16-bit; an FP8 release's stay FP8
+        where the kernels take them; a `model quantize` checkpoint's stay int8/int4), "int8" and
+        "int4" quantise them while loading (see quant.py); `engine.experts` says what was loaded.
+        `kernels`: "auto" (Triton on CUDA, DOCEXTRACT_KERNELS to override), "naive" or "triton".
         `max_pixels` caps the pixels of each image (default: the checkpoint's preprocessor
         config); `name` is what `engine.name` reports (default: the folder name).
         """
         if experts not in EXPERT_FORMATS:
             raise UsageError(f"unknown expert format {experts!r}", hint=f"use one of {', '.join(EXPERT_FORMATS)}")
-        if experts != "bf16":
-            raise ModelError(f"{experts} experts are not available yet",
-                             hint="use --experts bf16 (quantised experts arrive with the Triton kernels)")
-        if kernels not in KERNEL_CHOICES:
-            raise UsageError(f"unknown kernels choice {kernels!r}", hint=f"use one of {', '.join(KERNEL_CHOICES)}")
-        if kernels == "triton":
-            raise ModelError("the Triton kernels are not wired into the engine yet", hint="use kernels='auto' or 'naive'")
+        dev = _device(device)
+        _check_kernels(kernels, dev)
         model_dir = Path(model_dir)
         config = load_config(model_dir)
-        model = Model.empty(config, _dtype(dtype), _device(device))
-        report = load_weights(model, model_dir, config)
+        model, report, stored = load_model(model_dir, config, _dtype(dtype), dev, experts)
         tokenizer = Tokenizer.from_dir(model_dir, config)
         processor = ImageProcessor.from_dir(model_dir, config.vision_config, max_pixels)
         engine = cls(model, tokenizer, processor, name=name or model_dir.resolve().name,
-                     experts=experts, kernels="naive")
+                     experts=stored, kernels=kernels)
         engine.load_report = report
         return engine
 
@@ -177,9 +193,6 @@ class Engine:
                                              self.config.text_config.vocab_size, stops)
         return self._grammars
 
-    def generate(self, requests: Sequence[Request]) -> list[Completion]:
-        """Greedy completions, `max_batch` requests decoded together at a time; a request with
-        a `json_schema` is decoded under that schema's grammar (compact JSON)."""
     def _fit_context(self, prompt: Prompt) -> None:
         """Cap the output budget at the context left after the prompt; a prompt that leaves no
         reasonable room is refused (never truncated silently)."""
@@ -194,6 +207,9 @@ class Engine:
                              hint="select fewer pages with --pages, or shrink them with --max-pixels")
         prompt.max_new_tokens = min(prompt.max_new_tokens, context - n)
 
+    def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        """Greedy completions, `max_batch` requests decoded together at a time; a request with
+        a `json_schema` is decoded under that schema's grammar (compact JSON)."""
         for r in requests:
             if r.json_schema is not None:
                 self.grammars.grammar(r.json_schema)  # refuse an unusable schema up front
@@ -204,10 +220,10 @@ class Engine:
             start = time.perf_counter()
             prompts = [self.prompt(r) for r in group]
             for p, r in zip(prompts, group):
+                self._fit_context(p)
                 if r.json_schema is not None:
                     p.constraint = self.grammars.new(r.json_schema)
             prepare_s = time.perf_counter() - start
-                self._fit_context(p)
             for p, g in zip(prompts, generate(self.model, prompts, stop_ids=stops)):
                 text_ids = g.tokens[:-1] if g.finish_reason == "stop" else g.tokens
                 out.append(Completion(text=self.tokenizer.decode(text_ids), tokens=g.tokens,

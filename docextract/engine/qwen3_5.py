@@ -2,34 +2,32 @@
 
 The module tree mirrors the official checkpoint, so `state_dict()` keys are the checkpoint keys
 (`model.language_model.*`, `model.visual.*`, `lm_head.weight` unless tied; routed experts fused
-per layer as `mlp.experts.gate_up_proj` [E, 2I, H] and `mlp.experts.down_proj` [E, H, I]).
+per layer as `mlp.experts.gate_up_proj` [E, 2I, H] and `mlp.experts.down_proj` [E, H, I], or the
+packed buffers of `quant.QuantizedExperts` once converted).
 
 Tokens travel packed: a forward takes `T` tokens of `S` sequences laid end to end ([T, H], no
 batch dimension) plus a `Batch` saying how long each sequence is. Attention and the DeltaNet
 recurrence never cross a sequence boundary, so a batch gives each sequence exactly what it gets
-alone and padding never touches any state. Each op is a plain function (rms_norm,
-gated_rms_norm, causal_conv1d, gated_delta_chunk, gated_delta_step, moe, ...) so that Triton
-kernels can replace them one by one (issue 6).
+alone and padding never touches any state. Norms, the causal conv, the gated delta rule and the
+routed experts are the ops of `docextract.kernels` (their naive.py is the reference maths); each
+module passes its `impl` ("naive", "triton", or None for the kernels' own dispatch) down to them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import kernels as K
 from ..errors import ModelError
 from .cache import Cache
 from .config import ModelConfig, TextConfig
 from .vision import VisionModel
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-CHUNK_SIZE = 64
 
 
 @dataclass
@@ -57,142 +55,23 @@ class Batch:
         """One new token per sequence on top of a cache: the recurrent forms apply."""
         return self.cache is not None and all(n == 1 for n in self.seq_lens)
 
+    @cached_property
+    def cu_seqlens(self) -> torch.Tensor:
+        """int32 [S+1] sequence offsets on the tokens' device (the kernels' packing)."""
+        return torch.tensor(self.offsets, dtype=torch.int32, device=self.positions.device)
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """Zero-centred RMSNorm: x / rms(x) * (1 + w), in fp32. x [..., D], weight [D]."""
-    xf = x.float()
-    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-    return (xf * (1.0 + weight.float())).to(x.dtype)
-
-
-def gated_rms_norm(x: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """DeltaNet output norm: (x / rms(x)) * w * silu(z), plain w. x, z [..., D], weight [D]."""
-    xf = x.float()
-    normed = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
-    return (weight * normed * F.silu(z.float())).to(x.dtype)
+    @cached_property
+    def slot_index(self) -> torch.Tensor:
+        """int32 [S] cache slot of each sequence (the kernels' state_indices)."""
+        return torch.tensor(self.slots, dtype=torch.int32, device=self.positions.device)
 
 
-def l2_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """x / sqrt(sum(x^2) + eps) over the last dim, in fp32."""
-    xf = x.float()
-    return xf * torch.rsqrt((xf * xf).sum(-1, keepdim=True) + eps)
+def quant_predicate(name: str) -> bool:
+    """Whether `--experts int8|int4` quantises checkpoint tensor `name`: the routed experts only.
 
-
-def causal_conv1d(
-    x: torch.Tensor, weight: torch.Tensor, seq_lens: Sequence[int], initial_state: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Depthwise causal conv + SiLU over packed sequences.
-
-    x [T, C] (S sequences of `seq_lens`), weight [C, K], initial_state [S, C, K-1] (the K-1 inputs
-    before each sequence; zeros when None) -> (y [T, C], final_state [S, C, K-1]).
-    """
-    channels, taps = weight.shape
-    outs, finals, start = [], [], 0
-    for s, n in enumerate(seq_lens):
-        xs = x[start : start + n].t()
-        if initial_state is None:
-            prev = xs.new_zeros(channels, taps - 1)
-        else:
-            prev = initial_state[s].to(xs.dtype)
-        full = torch.cat([prev, xs], dim=1)
-        # [1, C, K-1+n] -> [1, C, n]
-        y = F.conv1d(full.unsqueeze(0).to(weight.dtype), weight.unsqueeze(1), groups=channels)
-        outs.append(F.silu(y[0]).t().to(x.dtype))
-        finals.append(full[:, full.shape[1] - (taps - 1) :])
-        start += n
-    return torch.cat(outs, dim=0), torch.stack(finals)
-
-
-def causal_conv1d_step(x: torch.Tensor, weight: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One token per sequence: x [S, C], weight [C, K], state [S, C, K-1] -> (y [S, C], new state)."""
-    full = torch.cat([state.to(x.dtype), x.unsqueeze(-1)], dim=-1)
-    y = (full.to(weight.dtype) * weight).sum(-1)
-    return F.silu(y).to(x.dtype), full[..., 1:]
-
-
-def _expand_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """Grouped value heads: key head j serves value heads j*r .. j*r+r-1. [..., Hk, D] -> [..., Hv, D]."""
-    return x.repeat_interleave(num_heads // x.shape[-2], dim=-2)
-
-
-def gated_delta_chunk(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    g: torch.Tensor,
-    beta: torch.Tensor,
-    seq_lens: Sequence[int],
-    initial_state: torch.Tensor | None = None,
-    chunk_size: int = CHUNK_SIZE,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gated delta rule in chunked form over packed sequences (prefill).
-
-    q, k [T, Hk, Dk] (L2-normalised, q scaled by Dk^-0.5), v [T, Hv, Dv], g [T, Hv] (log decay,
-    fp32), beta [T, Hv], initial_state [S, Hv, Dk, Dv] fp32 or None
-    -> (o [T, Hv, Dv] in v's dtype, final_state [S, Hv, Dk, Dv] fp32).
-    """
-    num_heads, dk, dv = v.shape[1], k.shape[-1], v.shape[-1]
-    outs, finals, start = [], [], 0
-    for s, n in enumerate(seq_lens):
-        sl = slice(start, start + n)
-        start += n
-        # [Hv, n, D] fp32
-        qs, ks = (_expand_heads(t[sl], num_heads).float().transpose(0, 1) for t in (q, k))
-        vs = v[sl].float().transpose(0, 1)
-        gs, bs = g[sl].float().t(), beta[sl].float().t()
-        pad = (-n) % chunk_size
-        qs, ks, vs = (F.pad(t, (0, 0, 0, pad)) for t in (qs, ks, vs))
-        gs, bs = F.pad(gs, (0, pad)), F.pad(bs, (0, pad))
-        chunks = (n + pad) // chunk_size
-        # [Hv, N, C, D] and [Hv, N, C]
-        qs, ks, vs = (t.reshape(num_heads, chunks, chunk_size, -1) for t in (qs, ks, vs))
-        gs, bs = (t.reshape(num_heads, chunks, chunk_size) for t in (gs, bs))
-        gamma = gs.cumsum(-1)
-        lower = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=q.device).tril()
-        # D_ij = exp(gamma_i - gamma_j) for i >= j: [Hv, N, C, C]
-        decay = (gamma.unsqueeze(-1) - gamma.unsqueeze(-2)).masked_fill(~lower, float("-inf")).exp()
-        kb = ks * bs.unsqueeze(-1)
-        a = (kb @ ks.transpose(-1, -2) * decay).tril(-1)
-        eye = torch.eye(chunk_size, dtype=a.dtype, device=a.device)
-        # U = (I + A)^-1 B V, W = (I + A)^-1 B (K * exp(gamma))
-        u = torch.linalg.solve_triangular(eye + a, vs * bs.unsqueeze(-1), upper=False, unitriangular=True)
-        w = torch.linalg.solve_triangular(eye + a, kb * gamma.exp().unsqueeze(-1), upper=False, unitriangular=True)
-        attn = (qs @ ks.transpose(-1, -2)) * decay
-        q_dec = qs * gamma.exp().unsqueeze(-1)
-        k_dec = ks * (gamma[..., -1:] - gamma).exp().unsqueeze(-1)
-        tail = gamma[..., -1].exp()
-        state = (
-            q.new_zeros(num_heads, dk, dv, dtype=torch.float32)
-            if initial_state is None
-            else initial_state[s].float()
-        )
-        out = torch.empty_like(vs)
-        for c in range(chunks):
-            v_new = u[:, c] - w[:, c] @ state
-            out[:, c] = q_dec[:, c] @ state + attn[:, c] @ v_new
-            state = state * tail[:, c, None, None] + k_dec[:, c].transpose(-1, -2) @ v_new
-        outs.append(out.reshape(num_heads, -1, dv)[:, :n].transpose(0, 1))
-        finals.append(state)
-    return torch.cat(outs, dim=0).to(v.dtype), torch.stack(finals)
-
-
-def gated_delta_step(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor, state: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gated delta rule, recurrent form, one token per sequence (decode).
-
-    q, k [S, Hk, Dk] (normalised, q scaled), v [S, Hv, Dv], g, beta [S, Hv], state [S, Hv, Dk, Dv]
-    fp32 -> (o [S, Hv, Dv] in v's dtype, new state fp32).
-    """
-    num_heads = v.shape[1]
-    qf, kf = (_expand_heads(t, num_heads).float() for t in (q, k))
-    vf = v.float()
-    state = state.float() * g.float().exp()[..., None, None]
-    read = (state * kf.unsqueeze(-1)).sum(-2)
-    delta = (vf - read) * beta.float().unsqueeze(-1)
-    state = state + kf.unsqueeze(-1) * delta.unsqueeze(-2)
-    out = (state * qf.unsqueeze(-1)).sum(-2)
-    return out.to(v.dtype), state
+    Routers (`mlp.gate`), the shared expert and its gate, DeltaNet (in_proj_a/b included),
+    attention, embeddings, lm_head, the vision tower and the MTP head stay 16-bit."""
+    return name.startswith("model.language_model.layers.") and ".mlp.experts." in name
 
 
 def rope_cos_sin(positions: torch.Tensor, config: TextConfig, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -231,32 +110,6 @@ def swiglu(x: torch.Tensor, gate_w: torch.Tensor, up_w: torch.Tensor, down_w: to
     return F.linear(F.silu(F.linear(x, gate_w)) * F.linear(x, up_w), down_w)
 
 
-def route(x: torch.Tensor, router_w: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax over all experts in fp32, top-k, renormalised. x [T, H], router_w [E, H]
-    -> (weights [T, k] in x's dtype, expert ids [T, k])."""
-    logits = F.linear(x, router_w)
-    probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
-    top, ids = torch.topk(probs, top_k, dim=-1)
-    top = top / top.sum(-1, keepdim=True)
-    return top.to(logits.dtype), ids
-
-
-def moe(x: torch.Tensor, router_w: torch.Tensor, gate_up: torch.Tensor, down: torch.Tensor, top_k: int) -> torch.Tensor:
-    """Routed experts (reference: a loop over the experts that received tokens).
-
-    x [T, H], router_w [E, H], gate_up [E, 2I, H] (gate rows first), down [E, H, I] -> [T, H].
-    """
-    weights, ids = route(x, router_w, top_k)
-    out = torch.zeros_like(x)
-    for e in ids.unique().tolist():
-        tok, slot = torch.where(ids == e)
-        gate, up = F.linear(x[tok], gate_up[e]).chunk(2, dim=-1)
-        y = F.linear(F.silu(gate) * up, down[e]) * weights[tok, slot, None]
-        # Top-k ids are distinct, so `tok` has no repeats within one expert.
-        out.index_put_((tok,), y.to(out.dtype), accumulate=True)
-    return out
-
-
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
     """q [B, nh, L, hd], k/v [B, nkv, S, hd] (GQA) -> [B, nh, L, hd]."""
     groups = q.shape[1] // k.shape[1]
@@ -265,16 +118,23 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, mas
 
 
 class RMSNorm(nn.Module):
+    """Zero-centred RMSNorm x / rms(x) * (1 + w); with `residual`, fused with the residual add."""
+
+    impl: str | None = None
+
     def __init__(self, dim: int, eps: float, dtype: torch.dtype):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(dim, dtype=dtype), requires_grad=False)
         self.eps = eps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return rms_norm(x, self.weight, self.eps)
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None):
+        """x [..., D] -> normed [..., D]; with residual [..., D]: (norm(x + residual), x + residual)."""
+        return K.rms_norm(x, self.weight, self.eps, residual=residual, impl=self.impl)
 
 
 class GatedNorm(nn.Module):
+    impl: str | None = None
+
     def __init__(self, dim: int, eps: float):
         super().__init__()
         # Stored F32 in the Qwen3.5 release; kept so.
@@ -282,7 +142,8 @@ class GatedNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return gated_rms_norm(x, z, self.weight, self.eps)
+        """x, z [..., Dv] -> (x / rms(x)) * w * silu(z) [..., Dv]."""
+        return K.gated_rms_norm(x, z, self.weight, self.eps, impl=self.impl)
 
 
 def _linear(n_in: int, n_out: int, dtype: torch.dtype) -> nn.Linear:
@@ -292,7 +153,13 @@ def _linear(n_in: int, n_out: int, dtype: torch.dtype) -> nn.Linear:
 
 
 class GatedDeltaNet(nn.Module):
-    """Linear-attention mixer: causal conv over [q|k|v], gated delta rule, gated norm."""
+    """Linear-attention mixer: causal conv over [q|k|v], gated delta rule, gated norm.
+
+    With a cache, conv and recurrent state live in the cache's per-layer slot pools: prefill
+    starts from each sequence's slot and writes its final state back; decode updates the slots
+    in place."""
+
+    impl: str | None = None
 
     def __init__(self, config: TextConfig, layer_idx: int, dtype: torch.dtype):
         super().__init__()
@@ -314,32 +181,36 @@ class GatedDeltaNet(nn.Module):
         self.out_proj = _linear(config.linear_value_dim, h, dtype)
 
     def forward(self, x: torch.Tensor, batch: Batch) -> torch.Tensor:
-        cfg, T = self.cfg, x.shape[0]
-        mixed = self.in_proj_qkv(x)
+        cfg, T, impl = self.cfg, x.shape[0], self.impl
         z = self.in_proj_z(x).view(T, -1, cfg.linear_value_head_dim)
         b, a = self.in_proj_b(x), self.in_proj_a(x)
         conv_w = self.conv1d.weight[:, 0]
-        cache, slots = batch.cache, batch.slots
-        conv_state = rec_state = None
+        cache = batch.cache
+        conv_pool = rec_pool = None
         if cache is not None:
-            conv_state, rec_state = cache.conv[self.layer_idx][slots], cache.recurrent[self.layer_idx][slots]
+            conv_pool, rec_pool = cache.conv[self.layer_idx], cache.recurrent[self.layer_idx]
+        # [T, conv_dim] = [q | k | v] after conv + SiLU
         if batch.is_decode:
-            mixed, conv_state = causal_conv1d_step(mixed, conv_w, conv_state)
+            mixed = K.causal_conv1d_update(self.in_proj_qkv(x), conv_pool, conv_w, batch.slot_index, impl=impl)
         else:
-            mixed, conv_state = causal_conv1d(mixed, conv_w, batch.seq_lens, conv_state)
+            initial = None if cache is None else conv_pool[batch.slot_index]
+            mixed, final = K.causal_conv1d(self.in_proj_qkv(x), conv_w, batch.cu_seqlens, initial, impl=impl)
+            if cache is not None:
+                conv_pool[batch.slot_index] = final
         q, k, v = mixed.split([cfg.linear_key_dim, cfg.linear_key_dim, cfg.linear_value_dim], dim=-1)
-        q = l2_norm(q.reshape(T, -1, cfg.linear_key_head_dim)) * cfg.linear_key_head_dim**-0.5
-        k = l2_norm(k.reshape(T, -1, cfg.linear_key_head_dim))
+        q = q.reshape(T, -1, cfg.linear_key_head_dim)
+        k = k.reshape(T, -1, cfg.linear_key_head_dim)
         v = v.reshape(T, -1, cfg.linear_value_head_dim)
         beta = b.sigmoid()
+        # [T, Hv] fp32 log decay
         g = -self.A_log.float().exp() * F.softplus(a.float() + self.dt_bias.float())
         if batch.is_decode:
-            o, rec_state = gated_delta_step(q, k, v, g, beta, rec_state)
+            o = K.recurrent_gated_delta_rule(q, k, v, g, beta, rec_pool, batch.slot_index, impl=impl)
         else:
-            o, rec_state = gated_delta_chunk(q, k, v, g, beta, batch.seq_lens, rec_state)
-        if cache is not None:
-            cache.conv[self.layer_idx][slots] = conv_state.to(cache.conv[self.layer_idx].dtype)
-            cache.recurrent[self.layer_idx][slots] = rec_state
+            initial = None if cache is None else rec_pool[batch.slot_index]
+            o, final = K.chunk_gated_delta_rule(q, k, v, g, beta, batch.cu_seqlens, initial, impl=impl)
+            if cache is not None:
+                rec_pool[batch.slot_index] = final
         return self.out_proj(self.norm(o, z).reshape(T, -1))
 
 
@@ -409,15 +280,24 @@ class Mlp(nn.Module):
 
 
 class Experts(nn.Module):
+    """Routed experts in 16 bits, fused per layer as in the release (see quant.py for the
+    int8 / int4 / fp8 forms, which share `weights()`)."""
+
     def __init__(self, config: TextConfig, dtype: torch.dtype):
         super().__init__()
         e, h, i = config.num_experts, config.hidden_size, config.moe_intermediate_size
         self.gate_up_proj = nn.Parameter(torch.empty(e, 2 * i, h, dtype=dtype), requires_grad=False)
         self.down_proj = nn.Parameter(torch.empty(e, h, i, dtype=dtype), requires_grad=False)
 
+    def weights(self) -> tuple[K.ExpertWeights, K.ExpertWeights]:
+        """(gate_up [E, 2I, H], down [E, H, I]) as the MoE kernels take them."""
+        return K.ExpertWeights("float", self.gate_up_proj), K.ExpertWeights("float", self.down_proj)
+
 
 class SparseMoe(nn.Module):
     """Top-k routed experts plus one shared expert behind a scalar sigmoid gate."""
+
+    impl: str | None = None
 
     def __init__(self, config: TextConfig, dtype: torch.dtype):
         super().__init__()
@@ -428,7 +308,11 @@ class SparseMoe(nn.Module):
         self.shared_expert_gate = _linear(config.hidden_size, 1, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        routed = moe(x, self.gate.weight, self.experts.gate_up_proj, self.experts.down_proj, self.top_k)
+        """x [T, H] -> [T, H]: route -> align by expert -> grouped GEMMs -> weighted combine."""
+        logits = self.gate(x)
+        weights, ids = K.moe_route(logits, self.top_k, impl=self.impl)
+        # transformers rounds the routing weights to the logits' dtype before use
+        routed = K.moe_experts(x, weights.to(logits.dtype), ids, *self.experts.weights(), impl=self.impl)
         return routed + torch.sigmoid(self.shared_expert_gate(x)) * self.shared_expert(x)
 
 
@@ -449,11 +333,9 @@ class DecoderLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, batch: Batch, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         h = self.input_layernorm(x)
-        if self.is_linear:
-            x = x + self.linear_attn(h, batch)
-        else:
-            x = x + self.self_attn(h, batch, rope)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        h = self.linear_attn(h, batch) if self.is_linear else self.self_attn(h, batch, rope)
+        h, x = self.post_attention_layernorm(h, residual=x)
+        return x + self.mlp(h)
 
 
 class TextModel(nn.Module):
@@ -496,16 +378,35 @@ class Model(nn.Module):
     def __init__(self, config: ModelConfig, dtype: torch.dtype = torch.bfloat16):
         super().__init__()
         self.config = config
+        self._kernels: str | None = None
         self.model = _Backbone(config, dtype)
         if not config.tie_word_embeddings:
             self.lm_head = _linear(config.text_config.hidden_size, config.text_config.vocab_size, dtype)
 
     @classmethod
-    def empty(cls, config: ModelConfig, dtype: torch.dtype, device: str | torch.device) -> Model:
-        """The model with uninitialised storage on `device` (no random init, no double memory)."""
+    def empty(cls, config: ModelConfig, dtype: torch.dtype, device: str | torch.device,
+              convert: Callable[[Model], None] | None = None) -> Model:
+        """The model with uninitialised storage on `device` (no random init, no double memory).
+
+        `convert(model)` swaps modules while they are still on the meta device (e.g.
+        `quant.convert_experts`), so that only the converted storage is ever allocated."""
         with torch.device("meta"):
             model = cls(config, dtype)
+            if convert is not None:
+                convert(model)
         return model.to_empty(device=device).eval()
+
+    @property
+    def kernels(self) -> str | None:
+        """The `impl` every kernel op of the model runs with (None: the ops' own dispatch)."""
+        return self._kernels
+
+    @kernels.setter
+    def kernels(self, impl: str | None) -> None:
+        self._kernels = impl
+        for module in self.modules():
+            if hasattr(type(module), "impl"):
+                module.impl = impl
 
     @property
     def dtype(self) -> torch.dtype:

@@ -4,8 +4,11 @@ Three steps. `read_headers` parses every shard's header (names, dtypes, shapes) 
 the data and checks the files are whole. `plan_load` maps each stored tensor onto a model tensor:
 same name, or one expert of a fused expert tensor (`mlp.experts.{e}.{gate,up,down}_proj.weight`
 -> `mlp.experts.gate_up_proj` [E, 2I, H] / `down_proj` [E, H, I]), FP8 weights paired with their
-`weight_scale_inv`, `mtp.*` skipped; anything missing, unexpected or mis-shaped is one ModelError
-before any data is read. `iter_weights` then reads the shards one by one (memory-mapped) and yields
+`weight_scale_inv`, `mtp.*` skipped; anything missing, unexpected, mis-shaped or (for integer and
+FP8 model tensors) stored in another dtype is one ModelError before any data is read. Where the
+model keeps routed experts in FP8 (`experts.gate_up_proj.qweight` / `.scales`, see quant.py), an
+FP8 checkpoint's per-expert weights and their block scales are assembled as stored, never
+dequantised. `iter_weights` then reads the shards one by one (memory-mapped) and yields
 each finished model tensor, so peak memory stays near the model size plus one layer's experts.
 Only safetensors files are ever opened; pickle checkpoints are refused.
 """
@@ -34,6 +37,8 @@ DEFAULT_FP8_BLOCK = (128, 128)
 DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
                "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 FP8_DTYPES = ("F8_E4M3", "F8_E5M2")
+# safetensors dtype names of the torch dtypes that must be stored exactly as the model holds them.
+EXACT_DTYPES = {torch.int8: "I8", torch.uint8: "U8", torch.float8_e4m3fn: "F8_E4M3"}
 _EXPERT = re.compile(r"^(?P<prefix>.+\.mlp\.experts)\.(?P<e>\d+)\."
                      r"(?P<part>gate_proj|up_proj|down_proj)\.weight$")
 _LIST = 10
@@ -189,15 +194,22 @@ def _names(names: list[str]) -> str:
 
 
 def plan_load(model_dir: str | Path, config: ModelConfig,
-              shapes: Mapping[str, tuple[int, ...]]) -> LoadPlan:
+              shapes: Mapping[str, tuple[int, ...]],
+              exact_dtypes: Mapping[str, str] | None = None) -> LoadPlan:
     """Map the stored tensors onto `shapes` (model tensor name -> shape), from headers only.
 
-    Raises one ModelError listing every missing, unexpected and mis-shaped tensor."""
+    `exact_dtypes` (model tensor name -> safetensors dtype) names tensors that must be stored in
+    exactly that dtype (packed integer and FP8 weights). Raises one ModelError listing every
+    missing, unexpected, mis-shaped and wrongly typed tensor."""
+    from .quant import QUANT_METHOD
+
     model_dir = Path(model_dir)
+    exact_dtypes = exact_dtypes or {}
     method = config.quant_method
-    if method is not None and method not in SUPPORTED_QUANT_METHODS:
+    if method is not None and method not in (*SUPPORTED_QUANT_METHODS, QUANT_METHOD):
         raise ModelError(f"quantisation method {method!r} of this checkpoint is not supported",
-                         hint="use the BF16 or the official FP8 release")
+                         hint="use the BF16 or the official FP8 release, or a checkpoint written "
+                              "by `docextract model quantize`")
     entries = read_headers(model_dir)
     block = config.weight_block_size or DEFAULT_FP8_BLOCK
     shapes = {k: tuple(v) for k, v in shapes.items()}
@@ -234,10 +246,14 @@ def plan_load(model_dir: str | Path, config: ModelConfig,
             sources.append(_Source(entry, scale, name))
             continue
         m = _EXPERT.match(name)
-        fused = None
+        fused, raw_fp8 = None, False
         if m is not None:
             part = m.group("part")
             fused = f"{m.group('prefix')}.{'down_proj' if part == 'down_proj' else 'gate_up_proj'}"
+            # FP8 experts kept as stored: the pieces fill the packed weight and its scales
+            raw_fp8 = fused not in shapes and f"{fused}.qweight" in shapes and scale is not None
+            if raw_fp8:
+                fused = f"{fused}.qweight"
         if fused is None or fused not in shapes or len(shapes[fused]) != 3:
             unexpected.append(name)
             continue
@@ -253,14 +269,29 @@ def plan_load(model_dir: str | Path, config: ModelConfig,
             continue
         first = half if part == "up_proj" else 0
         layouts.add("per_expert")
+        if raw_fp8:
+            bo, bi = block
+            scales_name = fused[: -len("qweight")] + "scales"
+            want = (n_exp, math.ceil(rows / bo), math.ceil(cols / bi))
+            if first % bo or shapes.get(scales_name) != want:
+                misshaped.append(f"{name}: FP8 blocks of {list(block)} do not tile "
+                                 f"{scales_name} {list(shapes.get(scales_name, ()))}")
+                continue
+            sources.append(_Source(entry, None, fused, (e, first, first + half)))
+            sources.append(_Source(scale, None, scales_name,
+                                   (e, first // bo, first // bo + scale.shape[0])))
+            continue
         sources.append(_Source(entry, scale, fused, (e, first, first + half)))
     unexpected += sorted(s.name for s in scales.values() if not s.name.startswith("mtp."))
     missing = _missing(shapes, sources)
     duplicated = _duplicated(sources)
+    mistyped = sorted(f"{s.weight.name} {s.weight.dtype} (expected {exact_dtypes[s.target]})"
+                      for s in sources
+                      if s.target in exact_dtypes and s.weight.dtype != exact_dtypes[s.target])
     problems = []
     for label, names in (("missing", missing), ("unexpected", sorted(unexpected)),
-                         ("wrong shape", misshaped), ("stored twice", duplicated),
-                         ("unreadable", other)):
+                         ("wrong shape", misshaped), ("wrong dtype", mistyped),
+                         ("stored twice", duplicated), ("unreadable", other)):
         if names:
             problems.append(f"{len(names)} {label}: {_names(names)}")
     if problems:
@@ -284,12 +315,16 @@ def _missing(shapes: Mapping[str, tuple[int, ...]], sources: list[_Source]) -> l
     missing = []
     for name, shape in shapes.items():
         got = covered.get(name)
+        if name.endswith(".scales") and got is not None and None not in got:
+            # FP8 block scales come with their weights, whose pieces are checked below
+            continue
         if got is None:
             missing.append(name)
         elif None not in got:
             n_exp, rows = shape[0], shape[1]
-            prefix = name.rsplit(".", 1)[0]
-            if name.endswith("gate_up_proj"):
+            fused = name.removesuffix(".qweight")
+            prefix = fused.rsplit(".", 1)[0]
+            if fused.endswith("gate_up_proj"):
                 want = [(e, r, p) for e in range(n_exp)
                         for r, p in ((0, "gate_proj"), (rows // 2, "up_proj"))]
             else:
@@ -422,14 +457,16 @@ def load_weights(model: nn.Module, model_dir: str | Path, config: ModelConfig, *
     """Fill every parameter of `model` from the checkpoint in `model_dir`, strictly.
 
     Each tensor is cast to the dtype and device of the parameter it fills (the model decides:
-    e.g. A_log stays float32). `transform(name, tensor)` sees every finished tensor first (fused
+    e.g. A_log stays float32); integer and FP8 tensors must be stored in exactly their dtype. `transform(name, tensor)` sees every finished tensor first (fused
     expert tensors [E, 2I, H] / [E, H, I] whole, one layer at a time): return the tensor to load
     (same shape), or None when the callback stored it itself (expert quantisation while
     loading); `shapes` then names what the checkpoint must hold when it differs from the model.
     Parameters on the meta device are materialised on `device` (default CPU)."""
     targets = model_tensors(model)
     shapes = dict(shapes) if shapes is not None else {n: tuple(t.shape) for n, t in targets.items()}
-    plan = plan_load(model_dir, config, shapes)
+    exact = {n: EXACT_DTYPES[t.dtype] for n, t in targets.items()
+             if n in shapes and t.dtype in EXACT_DTYPES}
+    plan = plan_load(model_dir, config, shapes, exact)
     dtypes = {n: t.dtype for n, t in targets.items()}
     filled = 0
     for name, tensor in iter_weights(plan, dtypes=dtypes):

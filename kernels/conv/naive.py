@@ -17,7 +17,8 @@ def causal_conv1d(
     x [T, C] (sequences packed along T); weight [C, K]; cu_seqlens int32 [S+1];
     initial_state [S, C, K-1] (the K-1 inputs before each sequence, oldest first) or None (zeros).
     Returns y [T, C] in x's dtype and final_state [S, C, K-1] (the last K-1 inputs, initial
-    state included when a sequence is shorter) in the state's dtype (x's when None). fp32 maths.
+    state included when a sequence is shorter) in the state's dtype (x's when None). fp32 maths;
+    the pre-activation is rounded to x's dtype before the SiLU (transformers' conv then SiLU).
     """
     C, K = weight.shape
     S = cu_seqlens.numel() - 1
@@ -35,7 +36,7 @@ def causal_conv1d(
         full = torch.cat([hist, x[bos:eos].float().t()], dim=1)
         L = eos - bos
         acc = sum(w[:, j : j + 1] * full[:, j : j + L] for j in range(K))
-        y[bos:eos] = F.silu(acc).t().to(x.dtype)
+        y[bos:eos] = F.silu(acc.to(x.dtype).float()).t().to(x.dtype)
         final[s] = full[:, full.shape[1] - (K - 1) :].to(state_dtype)
     return y, final
 
@@ -57,6 +58,6 @@ def causal_conv1d_update(
     slots = state_indices[valid].long()
     # [b, C, K]: the stored K-1 inputs then the new one
     window = torch.cat([conv_state[slots].float(), x[valid].float().unsqueeze(-1)], dim=-1)
-    y[valid] = F.silu((window * weight.float()).sum(-1)).to(x.dtype)
+    y[valid] = F.silu((window * weight.float()).sum(-1).to(x.dtype).float()).to(x.dtype)
     conv_state[slots] = window[:, :, 1:].to(conv_state.dtype)
     return y

@@ -31,7 +31,8 @@ def _conv_update_kernel(
     w = tl.load(
         w_ptr + c[:, None] * K + j[None, :], mask=c_ok[:, None] & (j < K)[None, :], other=0.0
     )
-    acc = tl.sum(win * w.to(tl.float32), axis=1)
+    # the pre-activation is rounded to the output dtype, as transformers' conv + SiLU does
+    acc = tl.sum(win * w.to(tl.float32), axis=1).to(y_ptr.dtype.element_ty).to(tl.float32)
     tl.store(y_ptr + b * C + c, (acc * tl.sigmoid(acc)).to(y_ptr.dtype.element_ty), mask=c_ok)
     # shift left by one: window column j becomes state column j-1
     tl.store(

@@ -40,6 +40,8 @@ def _conv_varlen_kernel(
             xv = tl.where(in_seq[:, None], xv, hv.to(tl.float32))
         w = tl.load(w_ptr + c * K + j, mask=c_ok, other=0.0).to(tl.float32)
         acc += xv * w[None, :]
+    # the pre-activation is rounded to the output dtype, as transformers' conv + SiLU does
+    acc = acc.to(y_ptr.dtype.element_ty).to(tl.float32)
     y = acc * tl.sigmoid(acc)
     tl.store(
         y_ptr + t[:, None] * C + c[None, :], y.to(y_ptr.dtype.element_ty),

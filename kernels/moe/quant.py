@@ -99,7 +99,7 @@ def quantize(
     E, N, K = w.shape
     wf = w.float()
     if fmt == "int8":
-        scale = _absmax_scale(wf.abs().amax(-1), 127.0)
+        scale = _absmax_scale(wf.abs().amax(-1), 127.0, scale_dtype)
         data = torch.round(wf / scale[..., None]).clamp(-127, 127).to(torch.int8)
         return ExpertWeights("int8", data, scale.to(scale_dtype))
     if fmt == "int4":
@@ -108,7 +108,7 @@ def quantize(
         G = -(-K // GROUP)
         # [E, N, G, GROUP]: zero padding of the last group does not change its absmax
         groups = torch.nn.functional.pad(wf, (0, G * GROUP - K)).view(E, N, G, GROUP)
-        scale = _absmax_scale(groups.abs().amax(-1), 7.0)
+        scale = _absmax_scale(groups.abs().amax(-1), 7.0, scale_dtype)
         q = torch.round(groups / scale[..., None]).clamp(-7, 7).view(E, N, G * GROUP)[..., :K]
         nib = q.to(torch.int16) & 0xF
         data = (nib[..., 0::2] | (nib[..., 1::2] << 4)).to(torch.uint8)
@@ -117,14 +117,16 @@ def quantize(
     # [E, nb, 128, kb, 128] blocks
     blocks = torch.nn.functional.pad(wf, (0, kb * GROUP - K, 0, nb * GROUP - N))
     blocks = blocks.view(E, nb, GROUP, kb, GROUP)
-    scale = _absmax_scale(blocks.abs().amax(dim=(2, 4)), FP8_MAX)
+    scale = _absmax_scale(blocks.abs().amax(dim=(2, 4)), FP8_MAX, scale_dtype)
     q = (blocks / scale[:, :, None, :, None]).clamp(-FP8_MAX, FP8_MAX)
     data = q.view(E, nb * GROUP, kb * GROUP)[:, :N, :K].to(torch.float8_e4m3fn)
     return ExpertWeights("fp8", data.contiguous(), scale.to(scale_dtype))
 
 
-def _absmax_scale(amax: torch.Tensor, qmax: float) -> torch.Tensor:
-    return torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+def _absmax_scale(amax: torch.Tensor, qmax: float, dtype: torch.dtype) -> torch.Tensor:
+    """fp32 scales already rounded to the dtype they are stored in, so that the values are
+    quantised against the scale the GEMM will multiply by."""
+    return torch.where(amax > 0, amax / qmax, torch.ones_like(amax)).to(dtype).float()
 
 
 def unpack_int4(data: torch.Tensor) -> torch.Tensor:

@@ -145,10 +145,7 @@ def test_bad_requests(engine):
 @pytest.mark.parametrize(
     "kwargs,error,match",
     [
-        pytest.param(dict(experts="int4"), ModelError, "not available", id="int4-experts"),
-        pytest.param(dict(experts="int8"), ModelError, "not available", id="int8-experts"),
         pytest.param(dict(experts="fp4"), UsageError, "expert format", id="unknown-experts"),
-        pytest.param(dict(kernels="triton"), ModelError, "Triton", id="triton-kernels"),
         pytest.param(dict(kernels="fast"), UsageError, "kernels", id="unknown-kernels"),
         pytest.param(dict(dtype="int8"), UsageError, "dtype", id="bad-dtype"),
         pytest.param(dict(device="tpu"), UsageError, "device", id="bad-device"),
