@@ -4,7 +4,9 @@ headers only (no weight is read).
 `expected_shapes(config)` is the Qwen3.5 tensor layout implied by a config (the names and shapes
 a correct checkpoint must store); `describe(model_dir)` counts parameters (total and active per
 token), the layer pattern, experts, dtypes, quantisation, the vision tower and the memory the
-weights need with bf16, int8 or int4 routed experts.
+weights take after `Engine.load` with each `--experts` choice: exact bytes of the modules the
+engine builds (on the meta device, nothing read or allocated), the older per-parameter estimate,
+and with `measure=True` the bytes and time of real loads.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError
+from ..errors import ModelError, UsageError
 from .config import ModelConfig, load_config
 
 TEXT = "model.language_model."
@@ -172,8 +174,59 @@ def _layer_pattern(layer_types: list[str]) -> str:
     return letters
 
 
-def describe(model_dir: str | Path) -> dict[str, Any]:
-    """Everything `docextract model info DIR` shows, as a JSON-ready dict."""
+def _logical_shapes(entries: dict, config: ModelConfig) -> dict[str, tuple]:
+    """Stored shapes with packed expert tensors (`model quantize` output) counted as the 16-bit
+    tensors they stand for, their scales left out."""
+    fused = expected_shapes(config)
+    out: dict[str, tuple] = {}
+    for name, entry in entries.items():
+        base, _, leaf = name.rpartition(".")
+        if leaf in ("qweight", "scales") and base in fused:
+            if leaf == "qweight":
+                out[base] = fused[base]
+            continue
+        out[name] = entry.shape
+    return out
+
+
+def measure_memory(model_dir: str | Path, config: ModelConfig, device: str = "cpu"
+                   ) -> dict[str, dict[str, Any]]:
+    """Load the model once per `--experts` choice on `device` (bf16) and report the bytes of the
+    loaded parameters and buffers, the load time and, on CUDA, the allocator's peak during the
+    load (what quantising while loading costs on top)."""
+    import time
+
+    import torch
+
+    from .engine import _device
+    from .quant import REQUESTS, load_model, model_bytes
+
+    dev = _device(device)
+    out: dict[str, dict[str, Any]] = {}
+    for requested in REQUESTS:
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(dev)
+            base = torch.cuda.memory_allocated(dev)
+        start = time.perf_counter()
+        try:
+            model, _, fmt = load_model(model_dir, config, torch.bfloat16, dev, requested)
+        except ModelError:
+            continue
+        row: dict[str, Any] = {"format": fmt, "bytes": model_bytes(model),
+                               "load_s": round(time.perf_counter() - start, 3)}
+        row["gib"] = round(row["bytes"] / GiB, 3)
+        if dev.type == "cuda":
+            row["peak_load_gib"] = round((torch.cuda.max_memory_allocated(dev) - base) / GiB, 3)
+        out[f"experts_{requested}"] = row
+        del model
+    return out
+
+
+def describe(model_dir: str | Path, *, measure: bool = False, device: str = "cpu") -> dict[str, Any]:
+    """Everything `docextract model info DIR` shows, as a JSON-ready dict; with `measure`, also
+    `memory_measured` from real loads on `device` (see `measure_memory`)."""
+    from .quant import memory_by_mode
     from .weights import checkpoint_files, read_headers
 
     model_dir = Path(model_dir)
@@ -189,7 +242,7 @@ def describe(model_dir: str | Path) -> dict[str, Any]:
         entries = None
         source = "config.json (no weight files found)"
     if entries is not None:
-        shapes = {n: e.shape for n, e in entries.items()}
+        shapes = _logical_shapes(entries, config)
         dtypes = dict(sorted(Counter(e.dtype for e in entries.values()).items()))
         stored_bytes = sum(e.nbytes for e in entries.values())
         fp8 = sum(1 for e in entries.values() if e.dtype in ("F8_E4M3", "F8_E5M2"))
@@ -238,9 +291,16 @@ def describe(model_dir: str | Path) -> dict[str, Any]:
                 list(config.weight_block_size) if config.weight_block_size else None,
             "fp8_tensors": fp8, "scale_tensors": scales,
             "modules_to_not_convert": len(config.modules_to_not_convert),
+            "experts": (config.quantization_config or {}).get("experts"),
         },
         "files": files,
         "stored_bytes": stored_bytes,
+        "memory": memory_by_mode(model_dir if entries is not None else None, config),
         "memory_estimate": _memory(counts),
     }
+    if measure:
+        if entries is None:
+            raise UsageError(f"--measure loads the weights, and {model_dir} has none",
+                             hint="run it on a folder with the safetensors files")
+        info["memory_measured"] = measure_memory(model_dir, config, device)
     return info

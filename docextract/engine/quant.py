@@ -22,6 +22,7 @@ model's 16-bit dtype.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -44,12 +45,12 @@ from .weights import (
     INDEX_FILE,
     SINGLE_FILE,
     LoadReport,
-    checkpoint_files,
     iter_weights,
     load_weights,
     model_tensors,
     plan_load,
     read_headers,
+    read_tensors,
 )
 
 QUANT_METHOD = "docextract"
@@ -310,8 +311,9 @@ def memory_by_mode(model_dir: str | Path | None, config: ModelConfig,
 
 
 def quantization_config(config: ModelConfig, fmt: str) -> dict[str, Any]:
-    """The `quantization_config` of a checkpoint whose routed experts are stored in `fmt`."""
-    return {
+    """The `quantization_config` of a checkpoint whose routed experts are stored in `fmt`; an
+    FP8 source's block size (its other FP8 weights stay) and config are kept beside."""
+    out = {
         "quant_method": QUANT_METHOD, "format_version": FORMAT_VERSION, "experts": fmt,
         "bits": BITS[fmt], "group_size": GROUP if fmt == "int4" else None, "symmetric": True,
         "scale_dtype": DTYPE_NAMES[SCALE_DTYPES[fmt]], "packing": PACKING[fmt],
@@ -319,6 +321,10 @@ def quantization_config(config: ModelConfig, fmt: str) -> dict[str, Any]:
                     "scales": "<module>.gate_up_proj.scales, <module>.down_proj.scales"},
         "modules": expert_modules(config),
     }
+    if config.quant_method == "fp8":
+        out["weight_block_size"] = list(config.weight_block_size or (GROUP, GROUP))
+        out["source_quantization_config"] = config.quantization_config
+    return out
 
 
 def _side_files(src: Path) -> list[Path]:
@@ -332,8 +338,9 @@ def quantize_checkpoint(src: str | Path, dst: str | Path, experts: str,
                         max_shard_bytes: int = SHARD_BYTES) -> Path:
     """Write `dst`: the checkpoint `src` with its routed experts quantised to `experts` (int8 or
     int4), packed tensors and scales as `QuantizedExperts` names them, a `quantization_config`
-    in config.json, and src's tokenizer, chat template and preprocessing files; every other
-    tensor keeps its stored dtype (FP8 ones become bfloat16). `Engine.load(dst)` reads it as is.
+    in config.json, and src's other files (tokenizer, chat template, preprocessing, licence);
+    every other tensor is copied as stored (an FP8 release's other FP8 weights stay FP8 with
+    their scales, MTP tensors stay). `Engine.load(dst)` reads it without quantising again.
 
     Reads src shard by shard (one layer's experts at a time); `progress(done, total)` gets the
     source bytes processed. `dst` must not exist or be an empty folder; it appears only once
@@ -350,34 +357,48 @@ def quantize_checkpoint(src: str | Path, dst: str | Path, experts: str,
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise UsageError(f"{dst} already exists and is not an empty folder",
                          hint="choose a new --out folder")
-    checkpoint_files(src)
     with torch.device("meta"):
         model = Model(config, torch.bfloat16)
         convert_experts(model, experts)
     quantizer = ExpertQuantizer(model)
     plan = plan_load(src, config, quantizer.checkpoint_shapes())
-    # Dequantised FP8 tensors are written in bf16; everything else as stored.
-    dtypes = {s.target: torch.bfloat16 for s in plan.sources
-              if s.scale is not None and s.target not in quantizer.targets}
-    source_bytes: dict[str, int] = {}
-    for s in plan.sources:
-        source_bytes[s.target] = (source_bytes.get(s.target, 0) + s.weight.nbytes
+    expert_plan = dataclasses.replace(
+        plan, sources=[s for s in plan.sources if s.target in quantizer.targets])
+    expert_bytes: dict[str, int] = {}
+    for s in expert_plan.sources:
+        expert_bytes[s.target] = (expert_bytes.get(s.target, 0) + s.weight.nbytes
                                   + (s.scale.nbytes if s.scale is not None else 0))
-    total = sum(source_bytes.values())
+    read = {s.weight.name for s in expert_plan.sources}
+    read |= {s.scale.name for s in expert_plan.sources if s.scale is not None}
+    entries = read_headers(src)
+    copied: dict[Path, list[str]] = {}
+    for name, entry in entries.items():
+        if name not in read:
+            copied.setdefault(entry.file, []).append(name)
+    total = sum(e.nbytes for e in entries.values())
+
+    def tensors():
+        for name, tensor in iter_weights(expert_plan):
+            q = quantize_tensor(tensor, experts)
+            yield expert_bytes[name], [(f"{name}.qweight", q.data), (f"{name}.scales", q.scale)]
+        for path, names in copied.items():
+            for name, tensor in read_tensors(path, names):
+                yield entries[name].nbytes, [(name, tensor)]
+
     dst.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
     try:
-        _write_shards(work, _packed_tensors(plan, dtypes, quantizer, experts), max_shard_bytes,
-                      source_bytes, progress, total)
+        _write_shards(work, tensors(), max_shard_bytes, progress, total)
         data = json.loads((src / "config.json").read_text(encoding="utf-8"))
         data["quantization_config"] = quantization_config(config, experts)
         (work / "config.json").write_text(json.dumps(data, indent=2) + "\n")
         for f in _side_files(src):
             shutil.copy2(f, work / f.name)
+        written = load_config(work)
         with torch.device("meta"):
-            check = Model(load_config(work), torch.bfloat16)
+            check = Model(written, torch.bfloat16)
             convert_experts(check, experts)
-        plan_load(work, load_config(work), {n: tuple(t.shape) for n, t in model_tensors(check).items()})
+        plan_load(work, written, {n: tuple(t.shape) for n, t in model_tensors(check).items()})
         if dst.exists():
             dst.rmdir()
         os.replace(work, dst)
@@ -387,21 +408,11 @@ def quantize_checkpoint(src: str | Path, dst: str | Path, experts: str,
     return dst
 
 
-def _packed_tensors(plan, dtypes, quantizer: ExpertQuantizer, fmt: str):
-    """(checkpoint name, tensor) to write, from `iter_weights`: expert tensors as qweight and
-    scales, the rest as read."""
-    for name, tensor in iter_weights(plan, dtypes=dtypes):
-        if name in quantizer.targets:
-            q = quantize_tensor(tensor, fmt)
-            yield name, [(f"{name}.qweight", q.data), (f"{name}.scales", q.scale)]
-        else:
-            yield name, [(name, tensor)]
-
-
-def _write_shards(work: Path, items, max_bytes: int, source_bytes: dict[str, int],
-                  progress: Callable[[int, int], None] | None, total: int) -> list[str]:
-    """Write `items` into safetensors shards of at most `max_bytes` (a bigger tensor gets its
-    own), renamed model-0000k-of-0000n at the end with an index; a lone shard is model.safetensors."""
+def _write_shards(work: Path, items: Iterable[tuple[int, list[tuple[str, torch.Tensor]]]],
+                  max_bytes: int, progress: Callable[[int, int], None] | None, total: int) -> list[str]:
+    """Write `items` ((source bytes, [(name, tensor)])) into safetensors shards of at most
+    `max_bytes` (a bigger tensor gets its own), renamed model-0000k-of-0000n at the end with an
+    index; a lone shard is model.safetensors."""
     from safetensors.torch import save_file
 
     pending: dict[str, torch.Tensor] = {}
@@ -420,14 +431,14 @@ def _write_shards(work: Path, items, max_bytes: int, source_bytes: dict[str, int
         written += size
         pending, size = {}, 0
 
-    for source_name, tensors in items:
+    for source_bytes, tensors in items:
         for name, t in tensors:
             nbytes = t.numel() * t.element_size()
             if pending and size + nbytes > max_bytes:
                 flush()
             pending[name] = t
             size += nbytes
-        done += source_bytes.get(source_name, 0)
+        done += source_bytes
         if progress is not None:
             progress(done, total)
     flush()

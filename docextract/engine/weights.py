@@ -409,13 +409,19 @@ def iter_weights(plan: LoadPlan, *, dtypes: Mapping[str, torch.dtype] | None = N
 
 def _read(path: Path, jobs: list[tuple[_Source, str]]
           ) -> Iterator[tuple[_Source, str, torch.Tensor]]:
+    names = [(source.weight if kind == "weight" else source.scale).name for source, kind in jobs]
+    for (source, kind), (_, tensor) in zip(jobs, read_tensors(path, names)):
+        yield source, kind, tensor
+
+
+def read_tensors(path: Path, names: list[str]) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor as stored) for `names` of one safetensors file, memory-mapped, in order."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            for source, kind in jobs:
-                entry = source.weight if kind == "weight" else source.scale
-                yield source, kind, f.get_tensor(entry.name)
+            for name in names:
+                yield name, f.get_tensor(name)
     except (SafetensorError, OSError, RuntimeError) as exc:
         raise ModelError(f"cannot read checkpoint file {path}: {exc}",
                          hint="the file may be truncated or corrupt; fetch it again") from exc
