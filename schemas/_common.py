@@ -66,12 +66,13 @@ def check_dates(where: str, value: date | None, *, today: date, earliest: date,
 
 def mask_tail(value: Any, groups: tuple[int, ...]) -> str:
     """Keep only the last 4 characters; `groups` lays out the Xs in blocks ((4, 4) -> "XXXX XXXX
-    1234"); an empty tuple keeps the length ("XXXXXXXX1234")."""
+    1234"); an empty tuple keeps the length ("XXXXXXXX1234"). A value of 4 characters or fewer
+    is its own last four and stays as it is, so a masked value still fits the schema."""
     raw = re.sub(r"\s", "", str(value))
-    tail = raw[-4:] if len(raw) > 4 else ""
+    tail = raw[-4:]
     if groups:
         return " ".join(["X" * n for n in groups] + [tail]).strip()
-    return "X" * max(len(raw) - len(tail), 4) + tail
+    return "X" * (len(raw) - len(tail)) + tail
 
 
 def masker(rules: dict[tuple[str, ...], Callable[[Any], str]]):
