@@ -1,14 +1,22 @@
 """GPU check: one command that fits a 10-minute call.
 
-    python bench/gpu_check.py [--results bench/RESULTS.md] [--commit SHA]
+    python bench/gpu_check.py [--results bench/RESULTS.md] [--commit SHA] [--sections kernels,e2e]
     python bench/gpu_check.py --quick        # CPU through TRITON_INTERPRET=1, tiny shapes
 
 Section `kernels`: every Triton kernel against its naive.py on CUDA (parity, relative RMS error),
 then its time and achieved GB/s (memory-bound ops) or TFLOP/s (prefill GEMMs, chunked DeltaNet)
 against the H200 floors of performance.md (4.8 TB/s, ~790 TFLOP/s bf16). Shapes are those of
 Qwen3.5-35B-A3B (hidden 2048, 256 experts top-8 of width 512, DeltaNet 16 key / 32 value heads of
-128, conv width 8192). End-to-end sections (decode tokens/s, prefill, peak memory) go beside
-`kernels` as more functions of the same form. Exit status 1 when a parity check fails.
+128, conv width 8192).
+
+Section `e2e`: the engine (Triton kernels, `generate`) on a random-weight model with the real
+35B-A3B shapes, built on the GPU in bf16 and its routed experts quantised to int4 in place: prefill
+time of one 2k-token prompt, decode tokens/s at batch 1 and 32, each against its derived floor
+(the bytes a step must read at 4.8 TB/s, or the prefill FLOPs at ~790 TFLOP/s), and the weights'
+and peak GPU memory. Each workload runs once untimed first (Triton compiles). --quick runs it on
+the tiny preset in float32.
+
+Exit status 1 when a parity check fails.
 """
 
 from __future__ import annotations
@@ -45,11 +53,12 @@ class Case:
 class Row:
     name: str
     shape: str
-    err: float
+    err: float | None
     ok: bool
     ms: float
     achieved: str
     floor_ms: float
+    section: str = "kernels"
 
 
 def rel_err(ref, out) -> float:
@@ -92,9 +101,8 @@ def run_case(case: Case, cuda: bool) -> Row:
 
 def kernel_cases(quick: bool, device: str) -> list[Case]:
     """Real 35B-A3B shapes in bf16 on CUDA; tiny fp16/fp32 ones for --quick (interpreter)."""
-    import torch
-
     import docextract.kernels as K
+    import torch
     from docextract.kernels.gated_delta import naive as gd_naive
     from docextract.kernels.moe import naive as moe_naive
     from docextract.kernels.moe import quantize
@@ -267,6 +275,107 @@ def kernel_cases(quick: bool, device: str) -> list[Case]:
     return cases
 
 
+PREFILL_TOKENS = 2048
+# TODO(issue 7): decode at batch 1, 8, 32 and 64, and pages/s on sample documents, as more rows here.
+DECODE_BATCHES = (1, 32)
+DECODE_TOKENS = 32
+DECODE_PROMPT = 128
+GiB = 1024**3
+
+
+def _sync(cuda: bool) -> None:
+    if cuda:
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _floors(model, config, batch: int, context: int) -> dict[str, float]:
+    """Derived floors (performance.md) of the text model with quantised experts: the bytes one
+    decode step of `batch` sequences at `context` tokens must read, all weight bytes, and the
+    matmul FLOPs per prefill token."""
+    from docextract.engine.quant import QuantizedExperts, model_bytes
+
+    text, t = model.model.language_model, config.text_config
+    tied = config.tie_word_embeddings
+    routed = sum(model_bytes(m) for m in model.modules() if isinstance(m, QuantizedExperts))
+    embed = model_bytes(text.embed_tokens)
+    head = embed if tied else model_bytes(model.lm_head)
+    # embedding rows are gathered, not streamed; the head is read whole
+    dense = model_bytes(text) - embed - routed + head
+    touched = 1 - (1 - t.num_experts_per_tok / t.num_experts) ** batch
+    # per sequence: the fp32 DeltaNet state read and written, the KV cache read
+    state = 2 * 4 * len(t.linear_attention_layers) * (
+        t.linear_num_value_heads * t.linear_key_head_dim * t.linear_value_head_dim
+    )
+    kv = 2 * model.dtype.itemsize * len(t.full_attention_layers) * (
+        t.num_key_value_heads * t.head_dim * context
+    )
+    numel = {n: p.numel() for n, p in text.named_parameters() if ".mlp.experts." not in n}
+    routed_numel = 3 * t.num_experts * t.moe_intermediate_size * t.hidden_size * len(t.layer_types)
+    embed_numel = text.embed_tokens.weight.numel()
+    matmul = (sum(numel.values()) - embed_numel + (embed_numel if tied else model.lm_head.weight.numel())
+              + routed_numel * t.num_experts_per_tok / t.num_experts)
+    return {"step_bytes": dense + routed * touched + batch * (state + kv),
+            "all_bytes": dense + routed, "flops_per_token": 2 * matmul}
+
+
+def _size(n: float) -> str:
+    return f"{n / GiB:.2f} GiB" if n >= GiB else f"{n / 1024**2:.1f} MiB"
+
+
+def e2e_rows(quick: bool, device: str) -> list[Row]:
+    """Prefill, decode at DECODE_BATCHES and memory of the engine on random 35B-A3B weights with
+    int4 experts (--quick: the tiny preset in float32 through the interpreter)."""
+    import torch
+
+    from docextract.engine import randomckpt
+    from docextract.engine.generate import Prompt, generate
+    from docextract.engine.quant import model_bytes, quantize_model_
+
+    cuda = device == "cuda"
+    config = randomckpt.model_config("moe", "tiny" if quick else "35b-a3b")
+    dtype = torch.float32 if quick else torch.bfloat16
+    start = time.perf_counter()
+    model = quantize_model_(randomckpt.random_model(config, device, dtype, seed=0), "int4")
+    model.kernels = "triton"
+    _sync(cuda)
+    build_s = time.perf_counter() - start
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    gen = torch.Generator().manual_seed(0)
+
+    def prompts(n: int, length: int, new: int) -> list[Prompt]:
+        # ids below 256 are byte tokens in every preset
+        return [Prompt(torch.randint(0, 256, (length,), generator=gen), max_new_tokens=new)
+                for _ in range(n)]
+
+    rows = []
+    tokens = 24 if quick else PREFILL_TOKENS
+    if cuda:
+        generate(model, prompts(1, tokens, 1))
+    prefill_s = generate(model, prompts(1, tokens, 1))[0].timings["prefill_s"]
+    floors = _floors(model, config, 1, tokens)
+    floor_ms = max(floors["all_bytes"] / PEAK_BYTES_S, tokens * floors["flops_per_token"] / PEAK_FLOPS) * 1e3
+    rows.append(Row("prefill", f"{tokens} tokens, int4 experts", None, True, prefill_s * 1e3,
+                    f"{tokens / prefill_s:,.0f} tok/s", floor_ms, "e2e"))
+    new, length = (3, 8) if quick else (DECODE_TOKENS, DECODE_PROMPT)
+    for batch in (1, 4) if quick else DECODE_BATCHES:
+        if cuda:
+            generate(model, prompts(batch, length, 3))
+        out = generate(model, prompts(batch, length, new))
+        # the first token comes from the prefill; new - 1 decode forwards follow
+        step_s = out[0].timings["decode_s"] / (new - 1)
+        floor_ms = _floors(model, config, batch, length + new)["step_bytes"] / PEAK_BYTES_S * 1e3
+        rows.append(Row(f"decode batch {batch}", f"{new} tokens after {length}, int4 experts", None,
+                        True, step_s * 1e3, f"{batch / step_s:,.1f} tok/s", floor_ms, "e2e"))
+    peak = f"peak {_size(torch.cuda.max_memory_allocated())}" if cuda else "peak -"
+    rows.append(Row("memory", f"weights {_size(model_bytes(model))} (built in {build_s:.0f} s)",
+                    None, True, 0.0, peak, 0.0, "e2e"))
+    return rows
+
+
 def gpu_name(cuda: bool) -> str:
     if not cuda:
         return "cpu-interpreter"
@@ -301,11 +410,13 @@ def format_rows(rows: list[Row], gpu: str, commit: str) -> list[str]:
     date = datetime.date.today().isoformat()
     lines = []
     for r in rows:
-        share = f"{r.floor_ms / r.ms:.0%}" if r.ms > 0 else "-"
-        status = f"{r.err:.1e}" + ("" if r.ok else " FAIL")
+        share = f"{r.floor_ms / r.ms:.0%}" if r.ms > 0 and r.floor_ms > 0 else "-"
+        status = "-" if r.err is None else f"{r.err:.1e}" + ("" if r.ok else " FAIL")
+        ms = f"{r.ms:.4f}" if r.ms > 0 else "-"
+        floor = f"{r.floor_ms:.4f}" if r.floor_ms > 0 else "-"
         lines.append(
-            f"| {date} | {gpu} | {commit} | kernels | {r.name} | {r.shape} | {status} | "
-            f"{r.ms:.4f} | {r.achieved} | {r.floor_ms:.4f} | {share} |"
+            f"| {date} | {gpu} | {commit} | {r.section} | {r.name} | {r.shape} | {status} | "
+            f"{ms} | {r.achieved} | {floor} | {share} |"
         )
     return lines
 
@@ -322,7 +433,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="CPU, Triton interpreter, tiny shapes")
     parser.add_argument("--results", type=Path, help="append the rows to this markdown file")
     parser.add_argument("--commit", help="commit id for the rows (default: git rev-parse)")
+    parser.add_argument("--sections", default="kernels,e2e",
+                        help="comma-separated sections to run (kernels, e2e)")
     args = parser.parse_args(argv)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = set(sections) - {"kernels", "e2e"}
+    if unknown or not sections:
+        print(f"error: unknown sections {sorted(unknown)}; use kernels and/or e2e", file=sys.stderr)
+        return 2
     if args.quick:
         os.environ["TRITON_INTERPRET"] = "1"
     import torch
@@ -333,8 +451,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     device = "cuda" if cuda else "cpu"
     rows = []
-    for case in kernel_cases(args.quick, device):
-        rows.append(run_case(case, cuda))
+    if "kernels" in sections:
+        rows += [run_case(case, cuda) for case in kernel_cases(args.quick, device)]
+    if "e2e" in sections:
+        rows += e2e_rows(args.quick, device)
     lines = format_rows(rows, gpu_name(cuda), commit_id(args.commit))
     print(HEADER + "\n".join(lines))
     if args.results:

@@ -159,7 +159,8 @@ def quantize_model_(model: Model, fmt: str) -> Model:
     for _, moe in _moe_layers(model):
         if not isinstance(moe.experts, Experts):
             raise ModelError("engine: the experts of this model are already quantised")
-        q = QuantizedExperts(fmt, model.config.text_config).to(moe.experts.gate_up_proj.device)
+        with torch.device(moe.experts.gate_up_proj.device):
+            q = QuantizedExperts(fmt, model.config.text_config)
         q.gate_up_proj.fill_(moe.experts.gate_up_proj)
         q.down_proj.fill_(moe.experts.down_proj)
         moe.experts = q

@@ -45,9 +45,21 @@ def test_quick_mode_checks_every_kernel_and_appends_rows(gpu_check, tmp_path):
     }
     assert all("| cpu-interpreter | abc1234 |" in row for row in rows)
     assert "FAIL" not in printed
+    # the end-to-end section: the engine on the tiny preset with int4 experts, Triton kernels
+    e2e = [line.split("|") for line in results.read_text().splitlines() if "| e2e |" in line]
+    assert [row[5].strip() for row in e2e] == ["prefill", "decode batch 1", "decode batch 4", "memory"]
+    for row in e2e[:3]:
+        assert float(row[8]) > 0 and float(row[9].split()[0].replace(",", "")) > 0
+        assert float(row[10]) > 0 and "int4 experts" in row[6]
+    assert e2e[3][6].strip().startswith("weights ")
     gpu_check.append_results(results, rows[:1])
     assert results.read_text().count("| date |") == 1
-    assert len(results.read_text().splitlines()) == len(rows) + 3
+    assert len(results.read_text().splitlines()) == len(rows) + len(e2e) + 3
+
+
+def test_unknown_section_is_a_usage_error(gpu_check, capsys):
+    assert gpu_check.main(["--quick", "--sections", "kernels,pages"]) == 2
+    assert "pages" in capsys.readouterr().err
 
 
 def test_a_parity_failure_is_reported_and_fails_the_run(gpu_check):
