@@ -2,8 +2,10 @@
 
 Full-attention layers keep keys and values (post-RoPE) per slot; Gated DeltaNet layers keep the
 last K-1 conv inputs and the fp32 recurrent state per slot, neither growing with the sequence.
-A slot's length counts the tokens its sequence has been fed; layers write at that offset and the
-model advances it once per forward.
+Those two are the kernels' state pools: one contiguous [slots, ...] tensor per layer, which the
+decode kernels update in place at each sequence's slot (`state_indices`) and prefill reads and
+writes back by slot. A slot's length counts the tokens its sequence has been fed; layers write at
+that offset and the model advances it once per forward.
 """
 
 from __future__ import annotations

@@ -69,6 +69,7 @@ PACKING = {
             "nibble, 2j+1 in the high), w = q * scales[e, n, k // group_size]",
 }
 SHARD_BYTES = 4 * 1024 ** 3
+FILL_CHUNK_BYTES = 256 * 1024 ** 2
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
@@ -105,7 +106,7 @@ class PackedExperts(nn.Module):
 
     def fill_(self, w: torch.Tensor) -> None:
         """Quantise w [E, N, K] (any float dtype and device) into this module's storage."""
-        q = quantize_tensor(w.to(self.qweight.device), self.format)
+        q = quantize_tensor(w, self.format, self.qweight.device)
         with torch.no_grad():
             self.qweight.copy_(q.data)
             self.scales.copy_(q.scale)
@@ -127,9 +128,23 @@ class QuantizedExperts(nn.Module):
         return self.gate_up_proj.weights(), self.down_proj.weights()
 
 
-def quantize_tensor(w: torch.Tensor, fmt: str) -> K.ExpertWeights:
-    """w [E, N, K] float -> packed ExpertWeights in `fmt` (scales in SCALE_DTYPES[fmt])."""
-    return quantize(w, fmt, scale_dtype=SCALE_DTYPES[fmt])
+def quantize_tensor(w: torch.Tensor, fmt: str, device: torch.device | str | None = None
+                    ) -> K.ExpertWeights:
+    """w [E, N, K] float -> packed ExpertWeights in `fmt` on `device` (default: w's), with scales
+    in SCALE_DTYPES[fmt]. Works a few experts at a time, so that the fp32 working copy stays
+    under FILL_CHUNK_BYTES: a whole layer's (~8 GiB of temporaries for 35B-A3B) would not fit
+    beside the model on a 24 GB card."""
+    e, n, k = w.shape
+    device = w.device if device is None else torch.device(device)
+    q_shape, q_dtype, s_shape = packed_layout(fmt, (e, n, k))
+    data = torch.empty(q_shape, dtype=q_dtype, device=device)
+    scale = torch.empty(s_shape, dtype=SCALE_DTYPES[fmt], device=device)
+    step = max(1, FILL_CHUNK_BYTES // (n * k * 4))
+    for lo in range(0, e, step):
+        part = quantize(w[lo : lo + step].to(device), fmt, scale_dtype=SCALE_DTYPES[fmt])
+        data[lo : lo + step] = part.data
+        scale[lo : lo + step] = part.scale
+    return K.ExpertWeights(fmt, data, scale)
 
 
 def _moe_layers(model: Model) -> Iterable[tuple[str, SparseMoe]]:
@@ -226,26 +241,30 @@ def expert_modules(config: ModelConfig) -> list[str]:
                   for i in range(config.text_config.num_hidden_layers))
 
 
-def _native_fp8(model_dir: Path, config: ModelConfig) -> bool:
+def _native_fp8(model_dir: Path | None, config: ModelConfig) -> bool:
     """An FP8 release whose every routed expert is F8_E4M3 in 128x128 blocks that tile the fused
-    gate_up rows (I a multiple of 128): the MoE kernels run those experts as stored."""
+    gate_up rows (I a multiple of 128): the MoE kernels run those experts as stored. Without a
+    folder (config only), the config's block size and widths decide."""
     if config.weight_block_size not in (None, (GROUP, GROUP)):
         return False
     if config.text_config.moe_intermediate_size % GROUP:
         return False
+    if model_dir is None:
+        return True
     entries = read_headers(model_dir)
     experts = [n for n in entries if quant_predicate(n) and not n.endswith("_scale_inv")]
     return bool(experts) and all(entries[n].dtype == "F8_E4M3" and f"{n}_scale_inv" in entries
                                  for n in experts)
 
 
-def resolve_experts(model_dir: str | Path, config: ModelConfig, requested: str) -> tuple[str, bool]:
+def resolve_experts(model_dir: str | Path | None, config: ModelConfig, requested: str
+                    ) -> tuple[str, bool]:
     """(storage format of the routed experts, whether to quantise them while loading).
 
     "bf16" keeps what the checkpoint stores: 16-bit experts as "float", a quantised checkpoint's
     int8/int4, an FP8 release's experts as "fp8" when the kernels' blocks fit (else dequantised
     to "float"). "int8"/"int4" quantise 16-bit or FP8 experts while loading; a checkpoint already
-    quantised loads only as what it holds."""
+    quantised loads only as what it holds. `model_dir` None: decided from the config alone."""
     if requested not in REQUESTS:
         raise UsageError(f"unknown expert format {requested!r}", hint=f"use one of {', '.join(REQUESTS)}")
     if config.quant_method == QUANT_METHOD:
@@ -260,7 +279,8 @@ def resolve_experts(model_dir: str | Path, config: ModelConfig, requested: str) 
             raise ModelError(f"--experts {requested}: this dense model has no routed experts",
                              hint="use --experts bf16")
         return requested, True
-    if config.quant_method == "fp8" and config.is_moe and _native_fp8(Path(model_dir), config):
+    folder = None if model_dir is None else Path(model_dir)
+    if config.quant_method == "fp8" and config.is_moe and _native_fp8(folder, config):
         return "fp8", False
     return "float", False
 
@@ -292,15 +312,10 @@ def memory_by_mode(model_dir: str | Path | None, config: ModelConfig,
     themselves built on the meta device (no weight is read, nothing is allocated)."""
     out: dict[str, dict[str, Any]] = {}
     for requested in REQUESTS:
-        if requested in QUANTISED and not config.is_moe:
+        try:
+            fmt, _ = resolve_experts(model_dir, config, requested)
+        except ModelError:
             continue
-        if model_dir is not None:
-            try:
-                fmt, _ = resolve_experts(model_dir, config, requested)
-            except ModelError:
-                continue
-        else:
-            fmt = requested if requested in QUANTISED else "float"
         with torch.device("meta"):
             model = Model(config, dtype)
             if fmt != "float":

@@ -72,3 +72,9 @@ def test_config_only_folder(tmp_path):
     assert 65 < memory["experts_bf16"]["gib"] < 66 and 20 < memory["experts_int4"]["gib"] < 21.5
     with pytest.raises(UsageError, match="--measure"):
         describe(tmp_path, measure=True)
+    fp8 = randomckpt.config_dict("moe", "35b-a3b")
+    fp8["quantization_config"] = {"quant_method": "fp8", "weight_block_size": [128, 128]}
+    (tmp_path / "config.json").write_text(json.dumps(fp8))
+    memory = describe(tmp_path)["memory"]
+    assert memory["experts_bf16"]["format"] == "fp8"
+    assert 35 < memory["experts_bf16"]["gib"] < 36 and memory["experts_int4"]["gib"] < 21.5
