@@ -39,7 +39,7 @@ from .. import kernels as K
 from ..errors import ModelError, UsageError
 from ..kernels.moe import quantize
 from ..kernels.moe.quant import GROUP
-from .config import ModelConfig, load_config
+from .config import ModelConfig, TextConfig, load_config
 from .qwen3_5 import Experts, Model, SparseMoe, quant_predicate
 from .weights import (
     INDEX_FILE,
@@ -117,7 +117,7 @@ class QuantizedExperts(nn.Module):
     first) and `down_proj` [E, H, I], each a `PackedExperts` (checkpoint names
     `mlp.experts.gate_up_proj.qweight`, `...gate_up_proj.scales`, ...)."""
 
-    def __init__(self, fmt: str, config) -> None:
+    def __init__(self, fmt: str, config: TextConfig) -> None:
         super().__init__()
         e, h, i = config.num_experts, config.hidden_size, config.moe_intermediate_size
         self.format = fmt
