@@ -13,7 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 # transformers probes `import kernels`; our kernels/ folder must not answer it.
 sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != ROOT]
 
+# One intra-op thread: the test models are tiny, and OpenMP's spinning threads collapse (tens of
+# times slower) when the 2 cores are shared with other processes. Subprocesses inherit this.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 # Must be set before any module with @triton.jit is imported.
 if not torch.cuda.is_available():
