@@ -11,7 +11,7 @@ import typer
 
 from . import __version__
 from .console import Console
-from .errors import DocextractError, ExitCode, NotAvailableError
+from .errors import DocextractError, ExitCode
 
 app = typer.Typer(
     name="docextract", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
@@ -295,8 +295,11 @@ def model_quantize(src: Annotated[Path, typer.Argument(help="Source model direct
     """
     console = _console(quiet, verbose)
     with _guard(console):
-        raise NotAvailableError("model quantize is not available in this version yet",
-                                hint="load with --experts int8|int4 once expert quantisation lands")
+        from .engine.quant import quantize_checkpoint
+
+        with console.progress("quantize (bytes)") as bar:
+            path = quantize_checkpoint(src, out, experts, progress=bar.set)
+        console.emit({"source": str(src), "path": str(path), "experts": experts})
 
 
 @app.command()

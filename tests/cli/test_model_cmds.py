@@ -28,3 +28,18 @@ def test_pull_reports_the_path_and_feeds_progress(monkeypatch, tmp_path):
 def test_info_on_a_folder_without_a_model_is_exit_4(tmp_path):
     res = CliRunner().invoke(app, ["model", "info", str(tmp_path)])
     assert res.exit_code == 4 and res.stderr.startswith("error: ")
+
+
+def test_quantize_writes_a_checkpoint_that_loads(tmp_path):
+    import torch
+
+    from docextract.engine import Engine, randomckpt
+
+    src = randomckpt.write(tmp_path / "src", kind="moe", dtype=torch.float32)
+    res = CliRunner().invoke(app, ["model", "quantize", str(src), "--out", str(tmp_path / "q"),
+                                   "--experts", "int8"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["experts"] == "int8"
+    engine = Engine.load(out["path"], device="cpu", dtype=torch.float32)
+    assert engine.experts == "int8"
