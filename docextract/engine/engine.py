@@ -17,11 +17,11 @@ from .config import ModelConfig, load_config
 from .constrain import GrammarCompiler
 from .generate import LogitsProcessor, Prompt, generate
 from .processor import ImageProcessor, mrope_positions
-from .quant import load_model
+from .quant import REQUESTS, load_model
 from .qwen3_5 import Batch, Model
 from .tokenizer import ImageSlot, Tokenizer
 
-EXPERT_FORMATS = ("bf16", "int8", "int4")
+EXPERT_FORMATS = REQUESTS
 KERNEL_CHOICES = ("auto", "naive", "triton")
 # Output tokens a prompt must leave room for (or its whole budget when smaller).
 MIN_OUTPUT_ROOM = 2048
