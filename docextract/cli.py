@@ -50,8 +50,10 @@ MaxPixelsOpt = Annotated[Optional[int], typer.Option(
     help="Pixel budget per page; larger pages are scaled down (default 2560 x 32 x 32).")]
 PasswordOpt = Annotated[Optional[str], typer.Option("--password", envvar="DOCEXTRACT_PDF_PASSWORD",
                                                     help="Password of encrypted PDFs.")]
-ExpertsOpt = Annotated[str, typer.Option("--experts", envvar="DOCEXTRACT_EXPERTS",
-                                         help="Expert precision: bf16, int8 or int4.")]
+ExpertsOpt = Annotated[Optional[str], typer.Option(
+    "--experts", envvar="DOCEXTRACT_EXPERTS",
+    help="Routed-expert precision: bf16, int8 or int4 (default bf16; int4 for the default model "
+         "on 32-79 GiB GPUs).")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", envvar="DOCEXTRACT_DEVICE",
                                                   help="cuda or cpu (default: cuda when present).")]
 UnmaskOpt = Annotated[bool, typer.Option("--unmask", help="Do not mask Aadhaar/VID numbers.")]
@@ -98,7 +100,7 @@ def _options(schema, model, pages, dpi, max_pixels, password, experts, device, u
 def run(files: Annotated[List[str], typer.Argument(help="PDF or image files; - reads stdin.")],
         schema: SchemaOpt, model: ModelOpt = None, pages: PagesOpt = None, dpi: DpiOpt = None,
         max_pixels: MaxPixelsOpt = None, password: PasswordOpt = None,
-        experts: ExpertsOpt = "bf16", device: DeviceOpt = None, unmask: UnmaskOpt = False,
+        experts: ExpertsOpt = None, device: DeviceOpt = None, unmask: UnmaskOpt = False,
         retries: RetriesOpt = 1, offline: OfflineOpt = False,
         out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write here (atomically) "
                                                     "instead of stdout.")] = None,
@@ -135,7 +137,7 @@ def batch(paths: Annotated[List[str], typer.Argument(help="Folders (recursive) a
                                                "and rendering documents.")] = 2,
           model: ModelOpt = None, pages: PagesOpt = None, dpi: DpiOpt = None,
           max_pixels: MaxPixelsOpt = None, password: PasswordOpt = None,
-          experts: ExpertsOpt = "bf16", device: DeviceOpt = None, unmask: UnmaskOpt = False,
+          experts: ExpertsOpt = None, device: DeviceOpt = None, unmask: UnmaskOpt = False,
           retries: RetriesOpt = 1, offline: OfflineOpt = False,
           quiet: Quiet = False, verbose: Verbose = False, no_progress: NoProgress = False) -> None:
     """Extract every document under folders into a JSON Lines file; resumes where it stopped.

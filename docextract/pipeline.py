@@ -31,7 +31,7 @@ class RunOptions:
     dpi: int | None = None
     max_pixels: int | None = None
     password: str | None = None
-    experts: str = "bf16"
+    experts: str | None = None  # None: the model's default (bf16, or what the default model uses)
     device: str | None = None
     unmask: bool = False
     retries: int = DEFAULT_RETRIES
@@ -52,7 +52,7 @@ class RunOptions:
         """What changes the output for the same file, schema and model (part of the batch key)."""
         k = self.ingest_kwargs()
         return {"pages": k["pages"], "dpi": k["dpi"], "max_pixels": k["max_pixels"],
-                "experts": self.experts, "retries": self.retries, "unmask": self.unmask,
+                "experts": self.experts or "default", "retries": self.retries, "unmask": self.unmask,
                 "decoding": "greedy"}
 
 
@@ -83,9 +83,11 @@ def resolve_model(opts: RunOptions, console: Console) -> tuple[Path, str]:
     offline = opts.offline or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     if not model:
         gpu = _gpu_memory_gib(opts.device)
-        model = hub.default_repo(gpu)
+        model, experts = hub.default_model(gpu)
+        if opts.experts is None:
+            opts.experts = experts
         where = f"a GPU with {gpu:.0f} GiB" if gpu else "no GPU"
-        console.info(f"no --model given: using {model}, the default for {where}")
+        console.info(f"no --model given: using {model} ({experts} experts), the default for {where}")
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -124,6 +126,7 @@ def load_engine(opts: RunOptions, console: Console):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     # bf16 matrix products are slow on most CPUs: float32 there.
     dtype = "float32" if device == "cpu" else "bfloat16"
+    opts.experts = opts.experts or "bf16"
     console.info(f"loading model {name} ({opts.experts} experts, {device})")
     t0 = time.monotonic()
     engine = Engine.load(path, device=device, dtype=dtype, experts=opts.experts, name=name)

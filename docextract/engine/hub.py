@@ -156,22 +156,29 @@ def _first_line(exc: BaseException) -> str:
 
 
 # Default checkpoint per machine when neither --model nor DOCEXTRACT_MODEL is given:
-# (minimum GPU memory in GiB, repository). Sizes are the bf16 weights (qwen35.md section 1.1;
-# 2 bytes per parameter) with room left for the KV cache, DeltaNet state and activations.
+# (minimum GPU memory in GiB, repository, expert precision). Weight sizes from qwen35.md and
+# performance.md (bf16: 2 bytes a parameter; 35B-A3B with int4 routed experts: 22-25 GB), with
+# room left for the KV cache, DeltaNet state and activations.
 DEFAULT_MODELS = [
-    (80.0, "Qwen/Qwen3.5-35B-A3B"),  # ~67 GiB of weights
-    (24.0, "Qwen/Qwen3.5-9B"),       # ~18 GiB
-    (12.0, "Qwen/Qwen3.5-4B"),       # ~8 GiB
-    (6.0, "Qwen/Qwen3.5-2B"),        # ~4 GiB
-    (0.0, "Qwen/Qwen3.5-0.8B"),      # ~1.6 GiB; also the CPU default
+    (80.0, "Qwen/Qwen3.5-35B-A3B", "bf16"),  # ~67 GiB of weights
+    (32.0, "Qwen/Qwen3.5-35B-A3B", "int4"),  # ~23 GiB with int4 experts
+    (24.0, "Qwen/Qwen3.5-9B", "bf16"),       # ~18 GiB
+    (12.0, "Qwen/Qwen3.5-4B", "bf16"),       # ~8 GiB
+    (6.0, "Qwen/Qwen3.5-2B", "bf16"),        # ~4 GiB
+    (0.0, "Qwen/Qwen3.5-0.8B", "bf16"),      # ~1.6 GiB; also the CPU default
 ]
 
 
-def default_repo(gpu_memory_gib: float | None) -> str:
-    """The checkpoint suited to a machine: by GPU memory, or the smallest model without a GPU."""
+def default_model(gpu_memory_gib: float | None) -> tuple[str, str]:
+    """(repository, expert precision) suited to a machine: by GPU memory, or the smallest model
+    without a GPU."""
     if not gpu_memory_gib:
-        return DEFAULT_MODELS[-1][1]
-    return next(repo for need, repo in DEFAULT_MODELS if gpu_memory_gib >= need)
+        return DEFAULT_MODELS[-1][1:]
+    return next((repo, experts) for need, repo, experts in DEFAULT_MODELS if gpu_memory_gib >= need)
+
+
+def default_repo(gpu_memory_gib: float | None) -> str:
+    return default_model(gpu_memory_gib)[0]
 
 
 def download_size(repo_id: str, revision: str | None = None) -> int | None:

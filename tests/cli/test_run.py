@@ -145,7 +145,7 @@ def test_no_model_offline_is_exit_4_with_hint(receipt_spec, images, monkeypatch)
     res = invoke("run", images[0], "-s", "receipt", "--offline", "--device", "cpu")
     assert res.exit_code == 4
     lines = res.stderr.splitlines()
-    assert lines[0] == "no --model given: using Qwen/Qwen3.5-0.8B, the default for no GPU"
+    assert lines[0] == "no --model given: using Qwen/Qwen3.5-0.8B (bf16 experts), the default for no GPU"
     assert lines[1].startswith("error: Qwen/Qwen3.5-0.8B is not downloaded and downloads are off")
     assert lines[2].startswith("hint: run 'docextract model pull Qwen/Qwen3.5-0.8B'")
     assert "Traceback" not in res.stderr
@@ -219,3 +219,10 @@ def test_schema_auto_other_is_reported(use_engine, images):
     assert res.exit_code == 1
     assert record["document_type"] == "other" and record["data"] is None
     assert record["errors"][0]["type"] == "unsupported_document"
+
+
+def test_default_model_on_a_mid_size_gpu_uses_int4_experts():
+    from docextract.engine.hub import default_model
+
+    assert default_model(48) == ("Qwen/Qwen3.5-35B-A3B", "int4")
+    assert default_model(80) == ("Qwen/Qwen3.5-35B-A3B", "bf16")
