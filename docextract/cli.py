@@ -270,8 +270,11 @@ def model_pull(repo_id: Annotated[str, typer.Argument(help="e.g. Qwen/Qwen3.5-35
 
 @model_app.command("info")
 def model_info(model_dir: Annotated[Path, typer.Argument(help="A model directory.")],
+               measure: Annotated[bool, typer.Option("--measure", help="Load the model in each "
+                                                     "--experts mode and report real memory.")] = False,
+               device: Annotated[str, typer.Option("--device", help="Device for --measure.")] = "cpu",
                quiet: Quiet = False, verbose: Verbose = False) -> None:
-    """Architecture, parameter counts, layer pattern, experts, dtypes and memory estimates.
+    """Architecture, parameter counts, layer pattern, experts, dtypes and memory per mode.
 
     [b]Example[/b]
 
@@ -281,7 +284,7 @@ def model_info(model_dir: Annotated[Path, typer.Argument(help="A model directory
     with _guard(console):
         from .engine import info
 
-        console.emit(info.describe(model_dir))
+        console.emit(info.describe(model_dir, measure=measure, device=device))
 
 
 @model_app.command("quantize")

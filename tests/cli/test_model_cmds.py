@@ -43,3 +43,17 @@ def test_quantize_writes_a_checkpoint_that_loads(tmp_path):
     assert out["experts"] == "int8"
     engine = Engine.load(out["path"], device="cpu", dtype=torch.float32)
     assert engine.experts == "int8"
+
+
+def test_info_measures_memory_per_mode(tmp_path):
+    import torch
+
+    from docextract.engine import randomckpt
+
+    src = randomckpt.write(tmp_path / "m", kind="moe", dtype=torch.float32)
+    res = CliRunner().invoke(app, ["model", "info", str(src), "--measure"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert "memory_measured" in report
+    text = json.dumps(report["memory_measured"])
+    assert "int4" in text and "int8" in text
