@@ -49,6 +49,7 @@ class GrammarCompiler:
                                          eos_token=self.stop_ids)
         self._cache: dict[str, str] = {}
         self._templates: dict[str, Any] = {}
+        self._executor = None
         self._lock = threading.Lock()
 
     def grammar(self, schema: dict[str, Any]) -> str:
@@ -70,6 +71,21 @@ class GrammarCompiler:
         with self._lock:
             self._cache[key] = grammar
         return grammar
+
+    def fill_bitmasks(self, rows: Sequence[tuple["SequenceConstraint", int]],
+                      bitmask: torch.Tensor) -> None:
+        """Masks of many sequences at once, on the library's own worker threads: row `i` of
+        `bitmask` (int32 [B, W], CPU, contiguous) gets the mask of the constraint paired with
+        `i`; other rows are left as they are."""
+        if not rows:
+            return
+        if self._executor is None:
+            self._executor = self._llg.LLExecutor()
+        self._executor.unsafe_compute_mask_ptr([(c.matcher, i) for c, i in rows],
+                                               bitmask.data_ptr(), bitmask.shape[1] * 4,
+                                               bitmask.shape[0])
+        for c, _ in rows:
+            c._check()
 
     def new(self, schema: dict[str, Any]) -> "SequenceConstraint":
         grammar = self.grammar(schema)

@@ -208,25 +208,27 @@ class Engine:
         prompt.max_new_tokens = min(prompt.max_new_tokens, context - n)
 
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
-        """Greedy completions, `max_batch` requests decoded together at a time; a request with
-        a `json_schema` is decoded under that schema's grammar (compact JSON)."""
+        """Greedy completions, continuously batched: up to `max_batch` requests decode together
+        and a waiting one joins as soon as one finishes. A request with a `json_schema` is
+        decoded under that schema's grammar (compact JSON)."""
         for r in requests:
             if r.json_schema is not None:
                 self.grammars.grammar(r.json_schema)  # refuse an unusable schema up front
-        out: list[Completion] = []
-        stops = list(self.tokenizer.stop_ids)
-        for lo in range(0, len(requests), self.max_batch):
-            group = requests[lo : lo + self.max_batch]
+        prompts, prepare = [], []
+        for r in requests:
             start = time.perf_counter()
-            prompts = [self.prompt(r) for r in group]
-            for p, r in zip(prompts, group):
-                self._fit_context(p)
-                if r.json_schema is not None:
-                    p.constraint = self.grammars.new(r.json_schema)
-            prepare_s = time.perf_counter() - start
-            for p, g in zip(prompts, generate(self.model, prompts, stop_ids=stops)):
-                text_ids = g.tokens[:-1] if g.finish_reason == "stop" else g.tokens
-                out.append(Completion(text=self.tokenizer.decode(text_ids), tokens=g.tokens,
-                                      finish_reason=g.finish_reason, prompt_tokens=g.prompt_tokens,
-                                      timings={"preprocess_s": prepare_s, **g.timings}))
-        return out
+            p = self.prompt(r)
+            self._fit_context(p)
+            if r.json_schema is not None:
+                p.constraint = self.grammars.new(r.json_schema)
+            prompts.append(p)
+            prepare.append(time.perf_counter() - start)
+        gens = generate(self.model, prompts, stop_ids=list(self.tokenizer.stop_ids),
+                        max_batch=self.max_batch)
+        return [self._completion(g, s) for g, s in zip(gens, prepare)]
+
+    def _completion(self, g, preprocess_s: float) -> Completion:
+        text_ids = g.tokens[:-1] if g.finish_reason == "stop" else g.tokens
+        return Completion(text=self.tokenizer.decode(text_ids), tokens=g.tokens,
+                          finish_reason=g.finish_reason, prompt_tokens=g.prompt_tokens,
+                          timings={"preprocess_s": preprocess_s, **g.timings})

@@ -18,13 +18,12 @@ import torch
 from ..errors import ModelError
 from .processor import mrope_positions
 from .qwen3_5 import Batch, Model
+from .scheduler import greedy
 
 LogitsProcessor = Callable[[list[int], torch.Tensor], torch.Tensor]
 Sampler = Callable[[torch.Tensor], int]
 
 
-def greedy(logits: torch.Tensor) -> int:
-    return int(torch.argmax(logits))
 
 
 @dataclass
@@ -107,46 +106,6 @@ def prefill(
     return logits, deltas, vision_s
 
 
-def _choose(prompt: Prompt, generated: list[int], scores: torch.Tensor, sampler: Sampler,
-            stops: set[int], timings: dict[str, float]) -> tuple[list[int], bool]:
-    """The tokens a sequence appends this step and whether it is done. Without a constraint:
-    one sampled token. With one: the tokens the grammar forces (no sampling), else one sampled
-    token under the grammar's mask followed by whatever the grammar then forces; once the JSON
-    value is complete, a stop token is appended without another model call."""
-    for proc in prompt.logits_processors:
-        scores = proc(generated, scores)
-    c = prompt.constraint
-    if c is None:
-        token = sampler(scores)
-        return [token], token in stops
-    start = time.perf_counter()
-    tokens = c.forced()
-    for t in tokens:
-        c.accept(t)
-    if not tokens:
-        allowed = c.allowed().to(scores.device)
-        if allowed.shape[0] < scores.shape[0]:
-            allowed = torch.nn.functional.pad(allowed, (0, scores.shape[0] - allowed.shape[0]))
-        scores = scores.masked_fill(~allowed[: scores.shape[0]], float("-inf"))
-        timings["mask_s"] = timings.get("mask_s", 0.0) + time.perf_counter() - start
-        token = sampler(scores)
-        start = time.perf_counter()
-        if token in stops:
-            timings["mask_s"] += time.perf_counter() - start
-            return [token], True
-        c.accept(token)
-        tokens = [token]
-        for t in c.forced():
-            c.accept(t)
-            tokens.append(t)
-    done = False
-    if c.finished:
-        tokens.append(c.stop_token)
-        done = True
-    timings["mask_s"] = timings.get("mask_s", 0.0) + time.perf_counter() - start
-    return tokens, done
-
-
 def generate_step(
     model: Model,
     prompts: Sequence[Prompt],
@@ -155,52 +114,39 @@ def generate_step(
     sampler: Sampler = greedy,
     prefill_chunk: int | None = None,
     timings: dict[str, float] | None = None,
+    max_batch: int | None = None,
 ) -> Iterator[list[tuple[int, int]]]:
-    """Yield, step after step, (prompt index, token) for every token appended this step.
+    """Yield, step after step, (prompt index, token) for every token appended in that step.
 
-    A sequence stops after a token in `stop_ids` (which it yields) or after its max_new_tokens.
-    A sequence with a grammar `constraint` may append several tokens in one step (the tokens the
-    grammar forces are fed to the model together, in one forward). `timings`, when given,
-    receives vision_s, prefill_s, decode_s and (with constraints) mask_s.
+    At most `max_batch` prompts run at once (default: all); the next one joins as soon as one
+    finishes (continuous batching, engine/scheduler.py). A sequence stops after a token in
+    `stop_ids` (which it yields) or after its max_new_tokens. A sequence with a grammar
+    `constraint` may append several tokens in one step (the tokens the grammar forces are fed to
+    the model together). `timings`, when given, receives vision_s, prefill_s and decode_s (of the
+    last sequence to finish) and mask_s (all masks).
     """
-    stops = set(stop_ids)
-    budget = [p.max_new_tokens for p in prompts]
-    if any(b < 1 for b in budget):
+    from .scheduler import Scheduler
+
+    if not prompts:
+        return
+    if any(p.max_new_tokens < 1 for p in prompts):
         raise ModelError("engine: max_new_tokens must be at least 1")
-    max_len = max(p.input_ids.numel() + b for p, b in zip(prompts, budget))
-    slots = list(range(len(prompts)))
-    generated: list[list[int]] = [[] for _ in prompts]
+    slots = min(len(prompts), max_batch or len(prompts))
+    max_len = max(p.input_ids.numel() + p.max_new_tokens for p in prompts)
+    sched = Scheduler(model, num_slots=slots, max_len=max_len, stop_ids=stop_ids,
+                      sampler=sampler, prefill_chunk=prefill_chunk)
     timings = {} if timings is None else timings
-    with torch.inference_mode():
-        cache = model.make_cache(len(prompts), max_len)
-        start = time.perf_counter()
-        logits, deltas, timings["vision_s"] = prefill(model, prompts, cache, slots, prefill_chunk)
-        _sync(model.device)
-        timings["prefill_s"] = time.perf_counter() - start
-        running = list(range(len(prompts)))
-        decode_start = time.perf_counter()
-        while running:
-            step, still, fresh = [], [], []
-            for row, s in enumerate(running):
-                tokens, done = _choose(prompts[s], generated[s], logits[row], sampler, stops, timings)
-                tokens = tokens[: budget[s] - len(generated[s])]
-                generated[s].extend(tokens)
-                step.extend((s, t) for t in tokens)
-                if not done and len(generated[s]) < budget[s]:
-                    still.append(s)
-                    fresh.append(tokens)
-            yield step
-            running = still
-            if not running:
-                break
-            ids = torch.tensor([t for tokens in fresh for t in tokens], device=model.device)
-            pos = torch.cat([torch.arange(len(tokens)) + cache.lengths[s] + deltas[s]
-                             for s, tokens in zip(running, fresh)]).to(model.device)
-            hidden = model(model.embed(ids), Batch([len(t) for t in fresh], pos.expand(3, -1), cache, running))
-            last = torch.tensor([len(t) for t in fresh]).cumsum(0) - 1
-            logits = model.lm_logits(hidden[last.to(hidden.device)]).float()
-        _sync(model.device)
-        timings["decode_s"] = time.perf_counter() - decode_start
+    try:
+        for i, p in enumerate(prompts):
+            sched.add(p, i)
+        while sched.has_work:
+            events, finished = sched.step()
+            for seq in finished:
+                timings.update(seq.timings)
+            yield events
+        timings["mask_s"] = sched.stats["mask_s"]
+    finally:
+        sched.close()
 
 
 def generate(
@@ -210,22 +156,29 @@ def generate(
     stop_ids: Sequence[int] = (),
     sampler: Sampler = greedy,
     prefill_chunk: int | None = None,
+    max_batch: int | None = None,
 ) -> list[Generation]:
-    """Run `generate_step` to the end: tokens (a final stop token included) and finish reason."""
-    timings: dict[str, float] = {}
-    tokens: list[list[int]] = [[] for _ in prompts]
-    for step in generate_step(
-        model, prompts, stop_ids=stop_ids, sampler=sampler, prefill_chunk=prefill_chunk, timings=timings
-    ):
-        for s, token in step:
-            tokens[s].append(token)
-    stops = set(stop_ids)
-    return [
-        Generation(
-            tokens=t,
-            finish_reason="stop" if t and t[-1] in stops else "length",
-            prompt_tokens=p.input_ids.numel(),
-            timings=dict(timings),
-        )
-        for p, t in zip(prompts, tokens)
-    ]
+    """Run every prompt to the end (continuously batched, `max_batch` at once): tokens (a final
+    stop token included), finish reason and each sequence's own timings."""
+    from .scheduler import Scheduler
+
+    if not prompts:
+        return []
+    if any(p.max_new_tokens < 1 for p in prompts):
+        raise ModelError("engine: max_new_tokens must be at least 1")
+    slots = min(len(prompts), max_batch or len(prompts))
+    max_len = max(p.input_ids.numel() + p.max_new_tokens for p in prompts)
+    sched = Scheduler(model, num_slots=slots, max_len=max_len, stop_ids=stop_ids,
+                      sampler=sampler, prefill_chunk=prefill_chunk)
+    done: dict[int, object] = {}
+    try:
+        for i, p in enumerate(prompts):
+            sched.add(p, i)
+        while sched.has_work:
+            for seq in sched.step()[1]:
+                done[seq.index] = seq
+    finally:
+        sched.close()
+    return [Generation(tokens=done[i].generated, finish_reason=done[i].finish_reason,
+                       prompt_tokens=p.input_ids.numel(), timings=dict(done[i].timings))
+            for i, p in enumerate(prompts)]
