@@ -27,7 +27,7 @@ from .console import Console, dumps
 from .errors import ExitCode, InputError, Interrupted, UsageError
 from .fsutil import atomic_write_text, display_name
 from . import pipeline
-from .pipeline import EngineFactory, RunOptions, error_record, extract_document
+from .pipeline import EngineFactory, RunOptions, error_record
 
 # Suffixes batch picks up from folders when no --glob is given.
 DOCUMENT_SUFFIXES = {".pdf", ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff",
@@ -185,69 +185,155 @@ def run_batch(paths: Sequence[str], opts: RunOptions, console: Console, *, out: 
     model_id = opts.model or os.environ.get("DOCEXTRACT_MODEL") or "default"
     settings = opts.decoding_settings()
 
-    engine = None
-    counts = {"done": 0, "skipped": 0, "errors": 0, "invalid": 0}
-    sink = None if to_stdout else open(out_path, "a", encoding="utf-8")
-    t_start = time.monotonic()
-
-    def write(record: dict[str, Any]) -> None:
-        line = dumps(record) + "\n"
-        if sink is None:
-            console.emit_text(line)
-            return
-        sink.write(line)
-        sink.flush()
-        os.fsync(sink.fileno())
-
-    worst = ExitCode.OK
+    runner = _Runner(console, opts, target, engine_factory, existing, model_id, settings,
+                     None if to_stdout else open(out_path, "a", encoding="utf-8"))
     try:
         with _StopFlag() as stop, console.progress("documents", total=len(inputs)) as bar:
-            for path, fut in _prefetch(inputs, opts, workers):
-                if stop.requested:
-                    raise Interrupted("interrupted; finished records are saved",
-                                      hint="run the same command again to resume")
-                sha, pages, ingest_s = fut.result()
-                key = record_key(sha, target.ref, model_id, settings) if sha else None
-                if key is not None and key in existing:
-                    counts["skipped"] += 1
-                    worst = _worse(worst, existing[key])
-                    bar.update(1, skipped=counts["skipped"])
-                    continue
-                if isinstance(pages, InputError):
-                    console.warn(pages.message)
-                    record = error_record(display_name(path), pages, sha256=sha,
-                                          schema_ref=target.ref)
-                    counts["errors"] += 1
-                else:
-                    if engine is None:
-                        engine = engine_factory(opts, console)
-                    record = {"source": display_name(path), "sha256": sha}
-                    try:
-                        record.update(extract_document(pages, target, engine,
-                                                       unmask=opts.unmask, retries=opts.retries))
-                        record["timing"] = {"ingest_s": round(ingest_s, 4), **record["timing"]}
-                    except InputError as exc:  # e.g. more pages than the model's context
-                        console.warn(f"{display_name(path)}: {exc.message}")
-                        record = error_record(display_name(path), exc, sha256=sha,
-                                              schema_ref=target.ref)
-                        counts["errors"] += 1
-                    if not record["valid"]:
-                        counts["invalid"] += 1
-                record["key"] = key
-                write(record)
-                worst = _worse(worst, record)
-                if key is not None:
-                    existing[key] = record
-                counts["done"] += 1
-                rate = counts["done"] / max(time.monotonic() - t_start, 1e-9)
-                bar.update(1, errors=counts["errors"], rate=f"{rate:.2f}/s")
+            runner.run(_prefetch(inputs, opts, workers), stop, bar)
     finally:
-        if sink is not None:
-            sink.close()
-    console.info(f"{counts['done']} processed, {counts['skipped']} already done, "
-                 f"{counts['errors']} unreadable, {counts['invalid']} invalid"
-                 + ("" if to_stdout else f"; results in {display_name(out)}"))
-    return worst
+        runner.close()
+    c = runner.counts
+    console.info(f"{c['done']} processed, {c['skipped']} already done, {c['errors']} unreadable, "
+                 f"{c['invalid']} invalid" + ("" if to_stdout else f"; results in {display_name(out)}"))
+    return runner.worst
+
+
+class _Runner:
+    """Documents in, records out. With an engine that offers `session()`, many documents are in
+    flight at once (continuous batching: a document's next request, e.g. the extraction after
+    `--schema auto`'s type choice or a validation retry, is queued as soon as its previous one
+    finishes) and records are written in completion order; otherwise one document at a time."""
+
+    def __init__(self, console, opts, target, engine_factory, existing, model_id, settings, sink):
+        self.console, self.opts, self.target = console, opts, target
+        self.engine_factory = engine_factory
+        self.existing, self.model_id, self.settings = existing, model_id, settings
+        self.sink = sink
+        self.engine = None
+        self.session = None
+        self.inflight: dict[int, dict[str, Any]] = {}
+        self.counts = {"done": 0, "skipped": 0, "errors": 0, "invalid": 0}
+        self.worst = ExitCode.OK
+        self.pages = 0
+        self.tokens = 0
+        self.t_start = time.monotonic()
+
+    def run(self, docs, stop, bar) -> None:
+        self.bar = bar
+        docs = iter(docs)
+        exhausted = False
+        while True:
+            while not exhausted and not stop.requested and self._has_room():
+                item = next(docs, None)
+                if item is None:
+                    exhausted = True
+                    break
+                self._start(*item)
+            if self.session is not None and self.session.has_work:
+                for tag, completion in self.session.step():
+                    self._advance(tag, completion)
+                continue
+            if exhausted or stop.requested:
+                break
+        if stop.requested:
+            raise Interrupted("interrupted; finished records are saved",
+                              hint="run the same command again to resume")
+
+    def _has_room(self) -> bool:
+        if self.session is None:
+            return True
+        # Keep the queue a little ahead of the pool so a freed slot never waits for ingestion.
+        return self.session.in_flight < self.session.slots + 2
+
+    def _start(self, path: str, fut) -> None:
+        sha, pages, ingest_s = fut.result()
+        key = record_key(sha, self.target.ref, self.model_id, self.settings) if sha else None
+        if key is not None and key in self.existing:
+            self.counts["skipped"] += 1
+            self.worst = _worse(self.worst, self.existing[key])
+            self.bar.update(1, skipped=self.counts["skipped"])
+            return
+        doc = {"path": path, "sha": sha, "key": key, "ingest_s": ingest_s}
+        if isinstance(pages, InputError):
+            self.console.warn(pages.message)
+            self._finish(doc, self._error(doc, pages))
+            return
+        self.pages += len(pages)
+        if self.engine is None:
+            self.engine = self.engine_factory(self.opts, self.console)
+            if hasattr(self.engine, "session"):
+                self.session = self.engine.session(slots=self.opts.max_batch,
+                                                   memory_gib=self.opts.gpu_memory)
+        model = pipeline.model_info(self.engine)
+        doc["flow"] = pipeline.document_flow(pages, self.target, model, unmask=self.opts.unmask,
+                                             retries=self.opts.retries)
+        if self.session is None:
+            try:
+                fields = pipeline.drive(doc["flow"], self.engine)
+            except InputError as exc:  # e.g. more pages than the model's context
+                self._finish(doc, self._error(doc, exc))
+                return
+            self._finish(doc, self._record(doc, fields))
+            return
+        tag = id(doc)
+        self.inflight[tag] = doc
+        self._submit(tag, doc, next(doc["flow"]))
+
+    def _submit(self, tag: int, doc: dict[str, Any], request) -> None:
+        try:
+            self.session.submit(request, tag)
+        except InputError as exc:
+            del self.inflight[tag]
+            self._finish(doc, self._error(doc, exc))
+
+    def _advance(self, tag: int, completion) -> None:
+        doc = self.inflight[tag]
+        try:
+            request = doc["flow"].send(completion)
+        except StopIteration as done:
+            del self.inflight[tag]
+            self._finish(doc, self._record(doc, done.value))
+            return
+        self._submit(tag, doc, request)
+
+    def _record(self, doc: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+        record = {"source": display_name(doc["path"]), "sha256": doc["sha"], **fields}
+        record["timing"] = {"ingest_s": round(doc["ingest_s"], 4), **record["timing"]}
+        self.tokens += record["timing"].get("tokens", 0)
+        if not record["valid"]:
+            self.counts["invalid"] += 1
+        return record
+
+    def _error(self, doc: dict[str, Any], exc: InputError) -> dict[str, Any]:
+        if "flow" in doc:
+            self.console.warn(f"{display_name(doc['path'])}: {exc.message}")
+        self.counts["errors"] += 1
+        return error_record(display_name(doc["path"]), exc, sha256=doc["sha"],
+                            schema_ref=self.target.ref)
+
+    def _finish(self, doc: dict[str, Any], record: dict[str, Any]) -> None:
+        record["key"] = doc["key"]
+        line = dumps(record) + "\n"
+        if self.sink is None:
+            self.console.emit_text(line)
+        else:
+            self.sink.write(line)
+            self.sink.flush()
+            os.fsync(self.sink.fileno())
+        self.worst = _worse(self.worst, record)
+        if doc["key"] is not None:
+            self.existing[doc["key"]] = record
+        self.counts["done"] += 1
+        elapsed = max(time.monotonic() - self.t_start, 1e-9)
+        self.bar.update(1, errors=self.counts["errors"],
+                        rate=f"{self.counts['done'] / elapsed:.2f} docs/s",
+                        pages=f"{self.pages / elapsed:.1f}/s", tokens=f"{self.tokens / elapsed:.0f}/s")
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+        if self.sink is not None:
+            self.sink.close()
 
 
 def _worse(code: ExitCode, record: dict[str, Any]) -> ExitCode:

@@ -135,6 +135,12 @@ def batch(paths: Annotated[List[str], typer.Argument(help="Folders (recursive) a
                                                "already in --out.")] = True,
           workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Threads reading "
                                                "and rendering documents.")] = 2,
+          max_batch: Annotated[Optional[int], typer.Option(
+              "--max-batch", min=1, max=256, envvar="DOCEXTRACT_MAX_BATCH",
+              help="Documents decoded together (default: what fits --gpu-memory; 8 on CPU).")] = None,
+          gpu_memory: Annotated[Optional[float], typer.Option(
+              "--gpu-memory", min=1, envvar="DOCEXTRACT_GPU_MEMORY",
+              help="GiB of GPU memory for weights and state in all (default: 90% of the card).")] = None,
           model: ModelOpt = None, pages: PagesOpt = None, dpi: DpiOpt = None,
           max_pixels: MaxPixelsOpt = None, password: PasswordOpt = None,
           experts: ExpertsOpt = None, device: DeviceOpt = None, unmask: UnmaskOpt = False,
@@ -157,6 +163,7 @@ def batch(paths: Annotated[List[str], typer.Argument(help="Folders (recursive) a
     with _guard(console):
         opts = _options(schema, model, pages, dpi, max_pixels, password, experts, device, unmask,
                         retries, offline)
+        opts.max_batch, opts.gpu_memory = max_batch, gpu_memory
         code = run_batch(paths, opts, console, out=out, glob=glob, resume=resume, workers=workers)
     raise typer.Exit(int(code))
 

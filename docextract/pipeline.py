@@ -36,6 +36,10 @@ class RunOptions:
     unmask: bool = False
     retries: int = DEFAULT_RETRIES
     offline: bool = False
+    # batch: documents decoded together (None: what fits the GPU memory budget; 8 on CPU) and
+    # the GPU memory docextract may use in all, in GiB (None: 90% of the card).
+    max_batch: int | None = None
+    gpu_memory: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def ingest_kwargs(self) -> dict[str, Any]:
@@ -179,9 +183,11 @@ def max_new_tokens_for(schema: dict[str, Any], cap: int = 32768) -> int:
     return min(cap, size(schema) + 1)
 
 
-def extract(pages: Sequence[Any], spec, engine, *, unmask: bool = False,
-            retries: int = DEFAULT_RETRIES) -> dict[str, Any]:
-    """One document's pages -> record fields: data, valid, errors, masked, timing, model."""
+def extract_flow(pages: Sequence[Any], spec, model_info: dict[str, str], *,
+                 unmask: bool = False, retries: int = DEFAULT_RETRIES):
+    """One document's extraction as a generator: yields engine Requests, is sent their
+    Completions, returns the record fields (data, valid, errors, masked, attempts, timing, model).
+    Driven one request at a time by `drive`, or many documents at once by the batch runner."""
     from .engine.api import Request
 
     prompt = prompt_for(spec)
@@ -193,7 +199,7 @@ def extract(pages: Sequence[Any], spec, engine, *, unmask: bool = False,
     validation = None
     while True:
         attempts += 1
-        (completion,) = engine.generate([request])
+        completion = yield request
         for key in ("prefill_s", "decode_s"):
             timing[key] += float(completion.timings.get(key, 0.0))
         timing["tokens"] += len(completion.tokens)
@@ -213,8 +219,29 @@ def extract(pages: Sequence[Any], spec, engine, *, unmask: bool = False,
     return {"data": data, "valid": validation.valid, "errors": validation.errors,
             "masked": masked, "attempts": attempts,
             "timing": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in timing.items()},
-            "model": {"name": getattr(engine, "name", "unknown"),
-                      "experts": getattr(engine, "experts", "unknown")}}
+            "model": dict(model_info)}
+
+
+def model_info(engine) -> dict[str, str]:
+    return {"name": getattr(engine, "name", "unknown"), "experts": getattr(engine, "experts", "unknown")}
+
+
+def drive(flow, engine) -> Any:
+    """Run a flow to its end, one request at a time."""
+    try:
+        request = next(flow)
+        while True:
+            (completion,) = engine.generate([request])
+            request = flow.send(completion)
+    except StopIteration as stop:
+        return stop.value
+
+
+def extract(pages: Sequence[Any], spec, engine, *, unmask: bool = False,
+            retries: int = DEFAULT_RETRIES) -> dict[str, Any]:
+    """One document's pages -> record fields: data, valid, errors, masked, timing, model."""
+    return drive(extract_flow(pages, spec, model_info(engine), unmask=unmask, retries=retries),
+                 engine)
 
 
 AUTO = "auto"
@@ -248,43 +275,53 @@ def resolve_schema(name: str):
     return schemas.get(name)
 
 
-def detect_type(pages: Sequence[Any], engine) -> tuple[str, dict[str, float]]:
-    """The document type of `pages`, chosen under a grammar from the first page."""
+def detect_request(pages: Sequence[Any]):
+    """The request that chooses the document type from the first page, under a grammar."""
     from .engine.api import Request
 
-    request = Request(prompt=CHOOSER_PROMPT, images=[pages[0].image],
-                      image_labels=[f"Page {pages[0].number}"], json_schema=CHOOSER_SCHEMA,
-                      max_new_tokens=max_new_tokens_for(CHOOSER_SCHEMA))
-    (completion,) = engine.generate([request])
+    return Request(prompt=CHOOSER_PROMPT, images=[pages[0].image],
+                   image_labels=[f"Page {pages[0].number}"], json_schema=CHOOSER_SCHEMA,
+                   max_new_tokens=max_new_tokens_for(CHOOSER_SCHEMA))
+
+
+def detected_type(completion) -> str:
     try:
         kind = json.loads(completion.text)["document_type"]
     except (json.JSONDecodeError, KeyError, TypeError):
-        kind = "other"
-    return (kind if kind in DOCUMENT_TYPES else "other"), completion.timings
+        return "other"
+    return kind if kind in DOCUMENT_TYPES else "other"
 
 
-def extract_document(pages: Sequence[Any], target, engine, *, unmask: bool = False,
-                     retries: int = DEFAULT_RETRIES) -> dict[str, Any]:
-    """Record fields for one document: schema, pages, data, valid, errors, masked, attempts,
-    model, timing (and document_type with --schema auto)."""
+def document_flow(pages: Sequence[Any], target, model: dict[str, str], *, unmask: bool = False,
+                  retries: int = DEFAULT_RETRIES):
+    """Record fields for one document as a generator of engine requests (see extract_flow):
+    schema, pages, data, valid, errors, masked, attempts, model, timing (and document_type with
+    --schema auto)."""
     if not isinstance(target, AutoSchema):
-        return {"schema": target.ref, "pages": len(pages),
-                **extract(pages, target, engine, unmask=unmask, retries=retries)}
-    kind, timings = detect_type(pages, engine)
-    detect_s = float(timings.get("prefill_s", 0.0)) + float(timings.get("decode_s", 0.0))
+        result = yield from extract_flow(pages, target, model, unmask=unmask, retries=retries)
+        return {"schema": target.ref, "pages": len(pages), **result}
+    completion = yield detect_request(pages)
+    kind = detected_type(completion)
+    detect_s = round(float(completion.timings.get("prefill_s", 0.0))
+                     + float(completion.timings.get("decode_s", 0.0)), 4)
     if kind == "other":
         return {"schema": None, "document_type": kind, "pages": len(pages), "data": None,
                 "valid": False,
                 "errors": [{"loc": "", "type": "unsupported_document", "severity": "error",
                             "msg": "the document is none of " + ", ".join(DOCUMENT_TYPES[:-1])}],
-                "masked": [], "attempts": 0,
-                "model": {"name": getattr(engine, "name", "unknown"),
-                          "experts": getattr(engine, "experts", "unknown")},
-                "timing": {"detect_s": round(detect_s, 4)}}
+                "masked": [], "attempts": 0, "model": dict(model),
+                "timing": {"detect_s": detect_s}}
     spec = next(s for s in target.specs if s.name == kind)
-    result = extract(pages, spec, engine, unmask=unmask, retries=retries)
-    result["timing"]["detect_s"] = round(detect_s, 4)
+    result = yield from extract_flow(pages, spec, model, unmask=unmask, retries=retries)
+    result["timing"]["detect_s"] = detect_s
     return {"schema": spec.ref, "document_type": kind, "pages": len(pages), **result}
+
+
+def extract_document(pages: Sequence[Any], target, engine, *, unmask: bool = False,
+                     retries: int = DEFAULT_RETRIES) -> dict[str, Any]:
+    """Record fields for one document, driving the engine one request at a time."""
+    return drive(document_flow(pages, target, model_info(engine), unmask=unmask, retries=retries),
+                 engine)
 
 
 def feedback_text(issues) -> str:

@@ -193,10 +193,11 @@ class Engine:
                                              self.config.text_config.vocab_size, stops)
         return self._grammars
 
-    def _fit_context(self, prompt: Prompt) -> None:
-        """Cap the output budget at the context left after the prompt; a prompt that leaves no
-        reasonable room is refused (never truncated silently)."""
-        context = self.config.text_config.max_position_embeddings
+    def _fit_context(self, prompt: Prompt, context: int | None = None) -> None:
+        """Cap the output budget at the context left after the prompt (the model's, or a cache
+        slot's when smaller); a prompt that leaves no reasonable room is refused (never truncated
+        silently)."""
+        context = min(context or 1 << 62, self.config.text_config.max_position_embeddings)
         n = prompt.input_ids.numel()
         need = n + min(prompt.max_new_tokens, MIN_OUTPUT_ROOM)
         if need > context:
@@ -226,6 +227,33 @@ class Engine:
         gens = generate(self.model, prompts, stop_ids=list(self.tokenizer.stop_ids),
                         max_batch=self.max_batch)
         return [self._completion(g, s) for g, s in zip(gens, prepare)]
+
+    def session(self, *, slots: int | None = None, slot_tokens: int | None = None,
+                memory_gib: float | None = None):
+        """A continuously batched session over a slot pool allocated now (see scheduler.Session).
+
+        `slot_tokens` (default: the model's context, at most 65,536) bounds prompt + answer of
+        one request. `slots` defaults, on CUDA, to what fits in `memory_gib` of GPU memory in all
+        (default 90% of the card) after the weights, keeping a tenth for activations; on CPU to
+        `max_batch`."""
+        from .scheduler import Session, slot_bytes
+
+        ctx = self.config.text_config.max_position_embeddings
+        slot_tokens = min(slot_tokens or 65536, ctx)
+        if slots is None:
+            slots = self.max_batch
+            if self.model.device.type == "cuda":
+                total = torch.cuda.get_device_properties(self.model.device).total_memory
+                budget = memory_gib * 2**30 if memory_gib else 0.9 * total
+                free = 0.9 * (budget - torch.cuda.memory_allocated(self.model.device))
+                per_slot = slot_bytes(self.config, slot_tokens, self.model.dtype)
+                slots = int(free // per_slot)
+                if slots < 1:
+                    raise ModelError(f"no room for a {slot_tokens}-token cache slot in "
+                                     f"{budget / 2**30:.0f} GiB after the weights",
+                                     hint="raise --gpu-memory, or use --experts int4")
+                slots = min(slots, 256)
+        return Session(self, slots=slots, slot_tokens=slot_tokens)
 
     def _completion(self, g, preprocess_s: float) -> Completion:
         text_ids = g.tokens[:-1] if g.finish_reason == "stop" else g.tokens

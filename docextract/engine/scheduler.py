@@ -237,3 +237,66 @@ class Scheduler:
 
 def compiler_words(compiler) -> int:
     return (compiler.vocab_size + 31) // 32
+
+
+def slot_bytes(config, max_len: int, dtype: torch.dtype) -> int:
+    """Bytes of one cache slot: KV of `max_len` tokens in each attention layer, conv state and
+    the fp32 recurrent state in each DeltaNet layer."""
+    t = config.text_config
+    item = torch.empty((), dtype=dtype).element_size()
+    kv = len(t.full_attention_layers) * 2 * t.num_key_value_heads * t.head_dim * max_len * item
+    conv = len(t.linear_attention_layers) * t.conv_dim * (t.linear_conv_kernel_dim - 1) * item
+    state = (len(t.linear_attention_layers) * t.linear_num_value_heads * t.linear_key_head_dim
+             * t.linear_value_head_dim * 4)
+    return kv + conv + state
+
+
+class Session:
+    """The batch runner's view of the engine: requests in (with a tag), completions out, all
+    continuously batched over one slot pool allocated at start-up."""
+
+    def __init__(self, engine, *, slots: int, slot_tokens: int):
+        self.engine = engine
+        self.slots = slots
+        self.slot_tokens = slot_tokens
+        self.sched = Scheduler(engine.model, num_slots=slots, max_len=slot_tokens,
+                               stop_ids=list(engine.tokenizer.stop_ids))
+        self._tags: dict[int, tuple[object, float]] = {}
+        self._next = 0
+
+    def submit(self, request, tag) -> None:
+        """Queue a request; it starts as soon as a slot is free. A request that cannot fit a
+        slot raises InputError (see Engine._fit_context)."""
+        start = time.perf_counter()
+        if request.json_schema is not None:
+            self.engine.grammars.grammar(request.json_schema)
+        prompt = self.engine.prompt(request)
+        self.engine._fit_context(prompt, context=self.slot_tokens)
+        if request.json_schema is not None:
+            prompt.constraint = self.engine.grammars.new(request.json_schema)
+        self._tags[self._next] = (tag, time.perf_counter() - start)
+        self.sched.add(prompt, self._next)
+        self._next += 1
+
+    @property
+    def has_work(self) -> bool:
+        return self.sched.has_work
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.sched.running) + len(self.sched.waiting)
+
+    def step(self) -> list[tuple[object, object]]:
+        """One forward; -> (tag, Completion) of the requests that finished in it."""
+        from .generate import Generation
+
+        out = []
+        for seq in self.sched.step()[1]:
+            tag, prep = self._tags.pop(seq.index)
+            gen = Generation(tokens=seq.generated, finish_reason=seq.finish_reason,
+                             prompt_tokens=seq.prompt.input_ids.numel(), timings=dict(seq.timings))
+            out.append((tag, self.engine._completion(gen, prep)))
+        return out
+
+    def close(self) -> None:
+        self.sched.close()

@@ -81,3 +81,33 @@ def test_masks_are_computed_for_constrained_sequences_only(engine):
         if r.json_schema is not None:
             assert g.finish_reason == "stop"
             json.loads(engine.tokenizer.decode(g.tokens[:-1]))
+
+
+def test_session_streams_completions_equal_to_runs_alone(engine):
+    alone = [engine.generate([r])[0].tokens for r in mixed_requests()]
+    session = engine.session(slots=2, slot_tokens=512)
+    requests = mixed_requests()
+    done = {}
+    submitted = 0
+    try:
+        while len(done) < len(requests):
+            # Keep one request queued beyond the pool, as the batch runner does.
+            while submitted < len(requests) and session.in_flight < session.slots + 1:
+                session.submit(requests[submitted], submitted)
+                submitted += 1
+            for tag, completion in session.step():
+                done[tag] = completion.tokens
+    finally:
+        session.close()
+    assert [done[i] for i in range(len(requests))] == alone
+
+
+def test_session_refuses_a_request_beyond_its_slot(engine):
+    from docextract.errors import InputError
+
+    session = engine.session(slots=1, slot_tokens=64)
+    try:
+        with pytest.raises(InputError, match="context of 64 tokens"):
+            session.submit(Request(prompt="word " * 80, max_new_tokens=4), "x")
+    finally:
+        session.close()
