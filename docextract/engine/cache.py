@@ -6,6 +6,11 @@ Those two are the kernels' state pools: one contiguous [slots, ...] tensor per l
 decode kernels update in place at each sequence's slot (`state_indices`) and prefill reads and
 writes back by slot. A slot's length counts the tokens its sequence has been fed; layers write at
 that offset and the model advances it once per forward.
+
+Lengths are kept twice, in step: `lengths` (a list, for the host: the packed forward, room checks,
+positions) and `lengths_dev` (int32 [slots] on the device). The static decode step
+(`Model.decode_static`, what a CUDA graph replays) reads and advances only `lengths_dev`; its
+caller then mirrors the step on the list with `advance_host`.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ class Cache:
     def __init__(self, config: TextConfig, num_slots: int, max_len: int, *, dtype: torch.dtype, device: torch.device | str):
         self.num_slots, self.max_len = num_slots, max_len
         self.lengths = [0] * num_slots
+        self.lengths_dev = torch.zeros(num_slots, dtype=torch.int32, device=device)
         kv_shape = (num_slots, config.num_key_value_heads, max_len, config.head_dim)
         # per layer: k, v [slots, nkv, max_len, hd]
         self.kv = {
@@ -44,6 +50,7 @@ class Cache:
         for slot in slots:
             self.lengths[slot] = 0
         idx = list(slots)
+        self.lengths_dev[idx] = 0
         for state in (*self.conv.values(), *self.recurrent.values()):
             state[idx] = 0
 
@@ -63,21 +70,40 @@ class Cache:
         values[slot, :, past : past + n] = v
         return keys[slot, :, : past + n], values[slot, :, : past + n]
 
-    def decode_kv(
-        self, layer: int, slots: Sequence[int], k: torch.Tensor, v: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Store one token per slot (k, v [S, nkv, hd]); return keys, values [S, nkv, L, hd] padded
-        to the longest slot and the valid length of each [S]."""
-        keys, values = self.kv[layer]
-        past = torch.tensor([self.lengths[s] for s in slots], device=k.device)
-        for s in slots:
-            self._check_room(s, 1)
-        idx = torch.tensor(list(slots), device=k.device)
-        keys[idx, :, past] = k
-        values[idx, :, past] = v
-        width = int(past.max()) + 1
-        return keys[idx, :, :width], values[idx, :, :width], past + 1
+    def decode_lengths(self, slots: Sequence[int]) -> torch.Tensor:
+        """int32 [S] on the device: each slot's length once this step's token is in (the
+        `lengths` of the attention decode ops), after checking there is room for it."""
+        self.room(slots)
+        return torch.tensor([self.lengths[s] + 1 for s in slots], dtype=torch.int32, device=self.lengths_dev.device)
 
     def advance(self, slots: Sequence[int], seq_lens: Sequence[int]) -> None:
+        """After a packed forward: slot s has been fed seq_lens[s] more tokens (list and device)."""
         for slot, n in zip(slots, seq_lens):
             self.lengths[slot] += n
+        device = self.lengths_dev.device
+        self.lengths_dev.index_add_(
+            0, torch.tensor(list(slots), device=device), torch.tensor(list(seq_lens), dtype=torch.int32, device=device)
+        )
+
+    def static_lengths(self, slot_index: torch.Tensor) -> torch.Tensor:
+        """slot_index int32 [B] (negative: padding) -> int32 [B]: each slot's length with this
+        step's token, 0 for padding rows. Device ops only (capturable)."""
+        valid = slot_index >= 0
+        past = self.lengths_dev[slot_index.clamp(min=0).long()]
+        return torch.where(valid, past + 1, 0).to(torch.int32)
+
+    def static_advance(self, slot_index: torch.Tensor) -> None:
+        """Advance `lengths_dev` by one at every real slot of slot_index int32 [B], in place.
+        Device ops only (capturable); padding rows add 0 to slot 0."""
+        valid = (slot_index >= 0).to(torch.int32)
+        self.lengths_dev.index_add_(0, slot_index.clamp(min=0).long(), valid)
+
+    def advance_host(self, slots: Sequence[int]) -> None:
+        """Mirror one static decode step of `slots` on the host list (`lengths_dev` has moved)."""
+        for slot in slots:
+            self.lengths[slot] += 1
+
+    def room(self, slots: Sequence[int]) -> None:
+        """ModelError unless every slot can take one more token."""
+        for s in slots:
+            self._check_room(s, 1)

@@ -25,6 +25,7 @@ from torch import nn
 
 from .. import kernels as K
 from ..errors import ModelError
+from ..kernels.attention import decode_attention, store_kv
 from .cache import Cache
 from .config import ModelConfig, TextConfig
 from .vision import VisionModel
@@ -36,12 +37,17 @@ class Batch:
 
     `seq_lens[s]` new tokens of sequence s (sum T); `positions` [3, T] M-RoPE positions (T/H/W
     streams); with a `cache`, sequence s reads and extends the state in `slots[s]`.
+    A static decode step (`Model.decode_static`) gives `slot_tensor` int32 [S] on the device
+    instead of `slots` (negative: padding row) and `kv_lens` int32 [S] (keys per sequence with
+    this step's token), so that nothing in the step reads the host.
     """
 
     seq_lens: list[int]
     positions: torch.Tensor
     cache: Cache | None = None
     slots: list[int] | None = None
+    slot_tensor: torch.Tensor | None = None
+    kv_lens: torch.Tensor | None = None
 
     @property
     def offsets(self) -> list[int]:
@@ -60,10 +66,23 @@ class Batch:
         """int32 [S+1] sequence offsets on the tokens' device (the kernels' packing)."""
         return torch.tensor(self.offsets, dtype=torch.int32, device=self.positions.device)
 
+    @property
+    def is_static(self) -> bool:
+        return self.slot_tensor is not None
+
     @cached_property
     def slot_index(self) -> torch.Tensor:
         """int32 [S] cache slot of each sequence (the kernels' state_indices)."""
+        if self.slot_tensor is not None:
+            return self.slot_tensor
         return torch.tensor(self.slots, dtype=torch.int32, device=self.positions.device)
+
+    @cached_property
+    def kv_lengths(self) -> torch.Tensor:
+        """int32 [S] (decode): each sequence's cached keys once this step's token is written."""
+        if self.kv_lens is not None:
+            return self.kv_lens
+        return self.cache.decode_lengths(self.slots)
 
 
 def quant_predicate(name: str) -> bool:
@@ -217,6 +236,8 @@ class GatedDeltaNet(nn.Module):
 class GatedAttention(nn.Module):
     """Full softmax attention (GQA) with per-head q/k norm, partial M-RoPE and a sigmoid output gate."""
 
+    impl: str | None = None
+
     def __init__(self, config: TextConfig, layer_idx: int, dtype: torch.dtype):
         super().__init__()
         self.layer_idx = layer_idx
@@ -260,12 +281,12 @@ class GatedAttention(nn.Module):
         return self.o_proj(out)
 
     def _decode(self, q, k, v, batch: Batch, scale: float) -> torch.Tensor:
-        """One token per sequence against each sequence's cached keys: q, k, v [S, heads, hd]."""
-        cache, slots = batch.cache, batch.slots
-        keys, values, lengths = cache.decode_kv(self.layer_idx, slots, k, v)
-        valid = torch.arange(keys.shape[2], device=q.device) < lengths.unsqueeze(-1)
-        out = _attend(q.unsqueeze(2), keys, values, scale, valid[:, None, None, :], causal=False)
-        return out[:, :, 0]
+        """One token per sequence against its slot's cached keys: q [S, nh, hd], k, v [S, nkv, hd]
+        -> [S, nh, hd]. Device tensors only (the static step captures it)."""
+        keys, values = batch.cache.kv[self.layer_idx]
+        lengths = batch.kv_lengths
+        store_kv(k, v, keys, values, batch.slot_index, lengths, impl=self.impl)
+        return decode_attention(q, keys, values, batch.slot_index, lengths, scale, impl=self.impl)
 
 
 class Mlp(nn.Module):
@@ -357,7 +378,9 @@ class TextModel(nn.Module):
         rope = rope_cos_sin(batch.positions, self.config, x.dtype)
         for layer in self.layers:
             x = layer(x, batch, rope)
-        if batch.cache is not None:
+        if batch.is_static:
+            batch.cache.static_advance(batch.slot_tensor)
+        elif batch.cache is not None:
             batch.cache.advance(batch.slots, batch.seq_lens)
         return self.norm(x)
 
@@ -442,6 +465,32 @@ class Model(nn.Module):
     def forward(self, x: torch.Tensor, batch: Batch) -> torch.Tensor:
         """x [T, H] embeddings -> [T, H] final hidden states (apply `lm_logits` for logits)."""
         return self.model.language_model(x, batch)
+
+    def decode_static(
+        self, ids: torch.Tensor, positions: torch.Tensor, slot_index: torch.Tensor, cache: Cache,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """One decode step of B sequences, one token each, from fixed-shape device tensors only.
+
+        ids [B] token ids (never <|image_pad|>); positions [3, B] or [B] M-RoPE positions;
+        slot_index int32 [B] (negative: a padding row, which changes no state); `cache.lengths_dev`
+        gives each slot's past and is advanced in place, the host list `cache.lengths` is not
+        (call `cache.advance_host`). -> logits [B, V] float32 (written into `out` when given).
+        No host sync, no data-dependent shape: with the Triton kernels a CUDA graph captures it.
+        """
+        B = ids.shape[0]
+        if ids.dim() != 1 or slot_index.shape != (B,) or positions.shape[-1] != B or positions.dim() > 2:
+            raise ModelError(
+                f"engine: static decode takes ids [B], positions [3, B] or [B], slot_index [B]; got "
+                f"{tuple(ids.shape)}, {tuple(positions.shape)}, {tuple(slot_index.shape)}"
+            )
+        if positions.dim() == 1:
+            positions = positions.expand(3, -1)
+        batch = Batch([1] * B, positions, cache, slot_tensor=slot_index, kv_lens=cache.static_lengths(slot_index))
+        hidden = self(self.model.language_model.embed_tokens(ids), batch)
+        if out is None:
+            return self.lm_logits(hidden).float()
+        return out.copy_(self.lm_logits(hidden))
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden [..., H] -> logits [..., V] (tied: the embedding matrix)."""
