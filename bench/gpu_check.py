@@ -16,6 +16,12 @@ time of one 2k-token prompt, decode tokens/s at batch 1 and 32, each against its
 and peak GPU memory. Each workload runs once untimed first (Triton compiles). --quick runs it on
 the tiny preset in float32.
 
+Section `graphs` (not in the default run: `--sections graphs`): the decode attention kernel
+against its naive.py at 35B-A3B attention shapes (16 query / 2 kv heads of 256, 4k context) with
+its GB/s, then decode tokens/s at batch 1, 8, 32 and 64 on the same random model as `e2e`, eager
+and replayed from a CUDA graph (`DecodeGraphs`), the graph's first-step logits checked against
+the eager step's. --quick runs the graph rows eagerly through the padded static buffers.
+
 Exit status 1 when a parity check fails.
 """
 
@@ -324,23 +330,33 @@ def _size(n: float) -> str:
     return f"{n / GiB:.2f} GiB" if n >= GiB else f"{n / 1024**2:.1f} MiB"
 
 
-def e2e_rows(quick: bool, device: str) -> list[Row]:
-    """Prefill, decode at DECODE_BATCHES and memory of the engine on random 35B-A3B weights with
-    int4 experts (--quick: the tiny preset in float32 through the interpreter)."""
+def build_model(quick: bool, device: str) -> tuple[object, object, float]:
+    """(config, model, build seconds): random 35B-A3B weights in bf16 (--quick: the tiny preset in
+    float32) with int4 routed experts, on the Triton kernels."""
     import torch
 
     from docextract.engine import randomckpt
-    from docextract.engine.generate import Prompt, generate
-    from docextract.engine.quant import model_bytes, quantize_model_
+    from docextract.engine.quant import quantize_model_
 
-    cuda = device == "cuda"
     config = randomckpt.model_config("moe", "tiny" if quick else "35b-a3b")
     dtype = torch.float32 if quick else torch.bfloat16
     start = time.perf_counter()
     model = quantize_model_(randomckpt.random_model(config, device, dtype, seed=0), "int4")
     model.kernels = "triton"
-    _sync(cuda)
-    build_s = time.perf_counter() - start
+    _sync(device == "cuda")
+    return config, model, time.perf_counter() - start
+
+
+def e2e_rows(quick: bool, device: str, built: tuple | None = None) -> list[Row]:
+    """Prefill, decode at DECODE_BATCHES and memory of the engine on random 35B-A3B weights with
+    int4 experts (--quick: the tiny preset in float32 through the interpreter)."""
+    import torch
+
+    from docextract.engine.generate import Prompt, generate
+    from docextract.engine.quant import model_bytes
+
+    cuda = device == "cuda"
+    config, model, build_s = built or build_model(quick, device)
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -373,6 +389,106 @@ def e2e_rows(quick: bool, device: str) -> list[Row]:
     peak = f"peak {_size(torch.cuda.max_memory_allocated())}" if cuda else "peak -"
     rows.append(Row("memory", f"weights {_size(model_bytes(model))} (built in {build_s:.0f} s)",
                     None, True, 0.0, peak, 0.0, "e2e"))
+    return rows
+
+
+GRAPH_BATCHES = (1, 8, 32, 64)
+GRAPH_STEPS = 16
+
+
+def attention_cases(quick: bool, device: str) -> list[Case]:
+    """decode_attention at the 35B-A3B attention shapes, bf16, rows of different lengths up to a
+    4k context (--quick: tiny fp16 through the interpreter)."""
+    import docextract.kernels.attention as A
+    import torch
+    from docextract.kernels.attention import naive as attn_naive
+
+    gen = torch.Generator(device=device).manual_seed(1)
+    dt = torch.float16 if quick else torch.bfloat16
+    nh, nkv, hd = (4, 2, 32) if quick else (16, 2, 256)
+    context = 70 if quick else 4096
+    cases = []
+    for B in (1, 3) if quick else (1, 32, 64):
+        kc = torch.randn(B, nkv, context, hd, generator=gen, device=device).to(dt)
+        vc = torch.randn(B, nkv, context, hd, generator=gen, device=device).to(dt)
+        q = torch.randn(B, nh, hd, generator=gen, device=device).to(dt)
+        idx = torch.arange(B, dtype=torch.int32, device=device)
+        # lengths from the full context down to 3/4 of it
+        lengths = (context - (torch.arange(B, device=device) * 37) % (context // 4)).to(torch.int32)
+        keys = int(lengths.sum())
+        cases.append(
+            Case(
+                "decode_attention",
+                f"B={B} nh={nh} nkv={nkv} hd={hd} ctx<={context}",
+                lambda q=q, kc=kc, vc=vc, idx=idx, n=lengths: attn_naive.decode_attention(
+                    q, kc, vc, idx, n, hd**-0.5
+                ),
+                lambda q=q, kc=kc, vc=vc, idx=idx, n=lengths: A.decode_attention(
+                    q, kc, vc, idx, n, impl="triton"
+                ),
+                2e-3 if quick else 1e-2,
+                bytes=(2 * keys * nkv + 2 * B * nh) * hd * kc.element_size(),
+            )
+        )
+    return cases
+
+
+def graph_rows(quick: bool, device: str, built: tuple | None = None) -> list[Row]:
+    """Decode tokens/s at GRAPH_BATCHES, eager and replayed from a CUDA graph, on the e2e model;
+    the graph row's parity is its first step's logits against an eager step from the same state."""
+    import copy
+
+    import torch
+
+    from docextract.engine.generate import Prompt, prefill
+    from docextract.engine.graphs import DecodeGraphs
+    from docextract.engine.qwen3_5 import Batch
+
+    cuda = device == "cuda"
+    config, model, _ = built or build_model(quick, device)
+    rows = []
+    for case in attention_cases(quick, device):
+        rows.append(run_case(case, cuda))
+        rows[-1].section = "graphs"
+    gen = torch.Generator().manual_seed(0)
+    steps, length = (1, 8) if quick else (GRAPH_STEPS, DECODE_PROMPT)
+    for batch in (1, 2) if quick else GRAPH_BATCHES:
+        slots = list(range(batch))
+        cache = model.make_cache(batch, length + 2 * steps + 4)
+        prompts = [Prompt(torch.randint(0, 256, (length,), generator=gen)) for _ in slots]
+        with torch.inference_mode():
+            logits, _, _ = prefill(model, prompts, cache, slots)
+        ids = logits.argmax(-1)
+
+        def positions(cache=cache, slots=slots):
+            return torch.tensor([cache.lengths[s] for s in slots], device=model.device)
+
+        def eager_step(ids, cache=cache, slots=slots):
+            hidden = model(model.embed(ids), Batch([1] * len(slots), positions(cache).expand(3, -1), cache, slots))
+            return model.lm_logits(hidden).float()
+
+        graphs = DecodeGraphs(model, cache, buckets=(batch,), enabled=cuda, pad=True)
+
+        def graph_step(ids, graphs=graphs, slots=slots):
+            return graphs(ids, positions(), slots)
+
+        with torch.inference_mode():
+            err = rel_err(eager_step(ids, copy.deepcopy(cache)), graph_step(ids))
+            timings = {}
+            for name, step in (("eager", eager_step), ("graph", graph_step)):
+                ids = step(ids).argmax(-1)
+                _sync(cuda)
+                start = time.perf_counter()
+                for _ in range(steps):
+                    ids = step(ids).argmax(-1)
+                _sync(cuda)
+                timings[name] = (time.perf_counter() - start) / steps
+        floor_ms = _floors(model, config, batch, length + steps)["step_bytes"] / PEAK_BYTES_S * 1e3
+        for name, step_s in timings.items():
+            rows.append(Row(f"decode batch {batch} {name}", f"{steps} steps after {length}, int4 experts",
+                            err if name == "graph" else None, name != "graph" or err <= 1e-2,
+                            step_s * 1e3, f"{batch / step_s:,.1f} tok/s", floor_ms, "graphs"))
+        del graphs, cache
     return rows
 
 
@@ -434,12 +550,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, help="append the rows to this markdown file")
     parser.add_argument("--commit", help="commit id for the rows (default: git rev-parse)")
     parser.add_argument("--sections", default="kernels,e2e",
-                        help="comma-separated sections to run (kernels, e2e)")
+                        help="comma-separated sections to run (kernels, e2e, graphs)")
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = set(sections) - {"kernels", "e2e"}
+    unknown = set(sections) - {"kernels", "e2e", "graphs"}
     if unknown or not sections:
-        print(f"error: unknown sections {sorted(unknown)}; use kernels and/or e2e", file=sys.stderr)
+        print(f"error: unknown sections {sorted(unknown)}; use kernels, e2e and/or graphs",
+              file=sys.stderr)
         return 2
     if args.quick:
         os.environ["TRITON_INTERPRET"] = "1"
@@ -453,8 +570,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     if "kernels" in sections:
         rows += [run_case(case, cuda) for case in kernel_cases(args.quick, device)]
+    built = build_model(args.quick, device) if {"e2e", "graphs"} & set(sections) else None
     if "e2e" in sections:
-        rows += e2e_rows(args.quick, device)
+        rows += e2e_rows(args.quick, device, built)
+    if "graphs" in sections:
+        rows += graph_rows(args.quick, device, built)
     lines = format_rows(rows, gpu_name(cuda), commit_id(args.commit))
     print(HEADER + "\n".join(lines))
     if args.results:

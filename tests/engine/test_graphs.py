@@ -5,6 +5,9 @@ packed decode and the uncached forward, the slot pool's length bookkeeping, and 
 from __future__ import annotations
 
 import copy
+import importlib.util
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -204,6 +207,30 @@ def test_runner_defaults_and_checks(model):
         graphs(ids, pos, [0, 4])
     got = graphs(ids[:1], pos[:1], [0])
     assert got.shape == (1, model.config.text_config.vocab_size) and cache.lengths[0] == 10
+
+
+def test_gpu_check_graphs_section_quick(tmp_path, capsys):
+    """bench/gpu_check.py --quick --sections graphs (the eager stand-in for the replays): the
+    attention kernel rows and, per batch, an eager and a graph row whose parity holds."""
+    script = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("bench_gpu_check_graphs", script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        results = tmp_path / "RESULTS.md"
+        assert module.main(["--quick", "--sections", "graphs", "--results", str(results),
+                            "--commit", "abc"]) == 0
+    finally:
+        del sys.modules[spec.name]
+    capsys.readouterr()
+    rows = [line.split("|") for line in results.read_text().splitlines() if "| graphs |" in line]
+    names = [row[5].strip() for row in rows]
+    assert names == ["decode_attention"] * 2 + [f"decode batch {b} {m}" for b in (1, 2)
+                                                 for m in ("eager", "graph")]
+    for row in rows:
+        assert "FAIL" not in row[7] and float(row[8]) > 0
+    assert all(float(row[7]) < 1e-2 for row in rows if row[5].strip().endswith("graph"))
 
 
 @pytest.fixture(scope="module")
