@@ -28,7 +28,7 @@ def decode_attention(
     q [B, nh, hd]; k_cache, v_cache [slots, nkv, max_len, hd]; slot_index, lengths int32 [B].
     Returns [B, nh, hd] in q's dtype; rows that do not attend (padding, length 0) are zero.
     """
-    B, nh, hd = q.shape
+    nh, hd = q.shape[1], q.shape[2]
     nkv, max_len = k_cache.shape[1], k_cache.shape[2]
     out = torch.zeros_like(q)
     valid = _valid_rows(slot_index, lengths, max_len)

@@ -1,8 +1,6 @@
 import pytest
 import torch
-
-from docextract.kernels.attention import decode_attention, store_kv
-from docextract.kernels.attention import naive
+from docextract.kernels.attention import decode_attention, naive, store_kv
 
 # fp32: summation order only; fp16: probabilities and output rounded to fp16
 RATIO = {torch.float32: 1e-6, torch.float16: 1e-3}
