@@ -31,9 +31,9 @@ BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 class DecodeGraphs:
     """Callable decode step: `graphs(ids, positions, slots) -> logits [B, V] float32`.
 
-    enabled: capture CUDA graphs (default: when the model is on CUDA). pad: run through the
-    padded static buffers (default: when enabled); enabled=False, pad=True runs exactly what a
-    replay runs, eagerly. Buckets above the first one that holds every cache slot are dropped;
+    enabled: capture CUDA graphs (default: when the model is on CUDA). pad: without graphs, still
+    run through the padded static buffers, i.e. exactly what a replay runs, eagerly (with
+    graphs the buffers are always used). Buckets above the first one that holds every cache slot are dropped;
     a batch larger than the largest bucket runs as several replays.
     """
 
@@ -42,7 +42,8 @@ class DecodeGraphs:
         self.model, self.cache = model, cache
         on_cuda = model.device.type == "cuda"
         self.enabled = on_cuda if enabled is None else enabled
-        self.pad = self.enabled if pad is None else pad
+        # a graph replays the padded buffers, so graphs imply padding
+        self.pad = self.enabled or bool(pad)
         sizes = sorted({int(b) for b in buckets})
         if not sizes or sizes[0] < 1:
             raise ModelError(f"engine: decode graph buckets must be positive, got {list(buckets)}")

@@ -137,8 +137,10 @@ def default_splits(batch: int, nkv: int, max_len: int, block_n: int, device: tor
     return max(1, min(triton.next_power_of_2(want), 64, triton.cdiv(max_len, block_n)))
 
 
-def block_n_for(head_dim: int) -> int:
-    return 64 if head_dim <= 128 else 32
+def block_n_for(head_dim: int, element_size: int) -> int:
+    """Keys per tile: a 16 KiB key tile, 16 to 64 keys (fp32 at hd 256 then needs ~50 KiB of
+    shared memory with two stages, within a consumer GPU's ~99 KiB)."""
+    return max(16, min(64, triton.next_power_of_2(16384 // (head_dim * element_size) + 1) // 2))
 
 
 def decode_attention(
@@ -157,7 +159,7 @@ def decode_attention(
     out = torch.empty_like(q)
     if B == 0:
         return out
-    block_n = block_n_for(hd)
+    block_n = block_n_for(hd, k_cache.element_size())
     splits = num_splits or default_splits(B, nkv, max_len, block_n, q.device)
     group = nh // nkv
     # [B, nh, splits, hd] fp32 partial sums, [B, nh, splits] running max and denominator
@@ -172,7 +174,7 @@ def decode_attention(
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
         NH=nh, HD=hd, GROUP=group, SPLITS=splits,
         BLOCK_G=max(16, triton.next_power_of_2(group)), BLOCK_N=block_n, BLOCK_D=block_d,
-        DOT_IEEE=q.dtype == torch.float32, num_warps=4,
+        DOT_IEEE=q.dtype == torch.float32, num_warps=4, num_stages=2,
     )
     _combine_kernel[(B * nh,)](
         po, pm, pl, out,
