@@ -11,6 +11,8 @@ Pass 2 merges the splits of each (sequence, query head).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import triton
 import triton.language as tl
@@ -143,6 +145,78 @@ def block_n_for(head_dim: int, element_size: int) -> int:
     return max(16, min(64, triton.next_power_of_2(16384 // (head_dim * element_size) + 1) // 2))
 
 
+class Launch(NamedTuple):
+    """One kernel launch: kernel[grid](*args, **constexprs, **options)."""
+
+    kernel: object
+    grid: tuple[int, ...]
+    args: tuple
+    constexprs: dict
+    options: dict
+
+    def __call__(self) -> None:
+        self.kernel[self.grid](*self.args, **self.constexprs, **self.options)
+
+
+def attention_launches(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    slot_index: torch.Tensor,
+    lengths: torch.Tensor,
+    scale: float,
+    num_splits: int | None,
+    out: torch.Tensor,
+) -> list[Launch]:
+    """The split and combine launches writing `out` [B, nh, hd] (B >= 1), workspace allocated."""
+    B, nh, hd = q.shape
+    nkv, max_len = k_cache.shape[1], k_cache.shape[2]
+    block_n = block_n_for(hd, k_cache.element_size())
+    splits = num_splits or default_splits(B, nkv, max_len, block_n, q.device)
+    group = nh // nkv
+    # [B, nh, splits, hd] fp32 partial sums, [B, nh, splits] running max and denominator
+    po = torch.empty(B, nh, splits, hd, dtype=torch.float32, device=q.device)
+    pm = torch.empty(B, nh, splits, dtype=torch.float32, device=q.device)
+    pl = torch.empty(B, nh, splits, dtype=torch.float32, device=q.device)
+    block_d = max(16, triton.next_power_of_2(hd))
+    split = Launch(
+        _split_kernel, (B, nkv, splits),
+        (q, k_cache, v_cache, slot_index, lengths, po, pm, pl, scale * LOG2E, max_len,
+         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2)),
+        {"NH": nh, "HD": hd, "GROUP": group, "SPLITS": splits,
+         "BLOCK_G": max(16, triton.next_power_of_2(group)), "BLOCK_N": block_n, "BLOCK_D": block_d,
+         "DOT_IEEE": q.dtype == torch.float32},
+        {"num_warps": 4, "num_stages": 2},
+    )
+    combine = Launch(
+        _combine_kernel, (B * nh,), (po, pm, pl, out),
+        {"HD": hd, "SPLITS": splits, "BLOCK_S": max(2, triton.next_power_of_2(splits)),
+         "BLOCK_D": block_d},
+        {},
+    )
+    return [split, combine]
+
+
+def store_launch(
+    k: torch.Tensor,
+    v: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    slot_index: torch.Tensor,
+    lengths: torch.Tensor,
+) -> Launch:
+    B, nkv, hd = k.shape
+    return Launch(
+        _store_kernel, (B, nkv),
+        (k, v, k_cache, v_cache, slot_index, lengths, k_cache.shape[2],
+         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2)),
+        {"NKV": nkv, "HD": hd, "BLOCK_D": triton.next_power_of_2(hd)},
+        {},
+    )
+
+
 def decode_attention(
     q: torch.Tensor,
     k_cache: torch.Tensor,
@@ -154,32 +228,11 @@ def decode_attention(
 ) -> torch.Tensor:
     """q [B, nh, hd] contiguous; k_cache, v_cache [slots, nkv, max_len, hd] (last dim
     contiguous); slot_index, lengths int32 [B] -> [B, nh, hd] in q's dtype."""
-    B, nh, hd = q.shape
-    nkv, max_len = k_cache.shape[1], k_cache.shape[2]
     out = torch.empty_like(q)
-    if B == 0:
+    if q.shape[0] == 0:
         return out
-    block_n = block_n_for(hd, k_cache.element_size())
-    splits = num_splits or default_splits(B, nkv, max_len, block_n, q.device)
-    group = nh // nkv
-    # [B, nh, splits, hd] fp32 partial sums, [B, nh, splits] running max and denominator
-    po = torch.empty(B, nh, splits, hd, dtype=torch.float32, device=q.device)
-    pm = torch.empty(B, nh, splits, dtype=torch.float32, device=q.device)
-    pl = torch.empty(B, nh, splits, dtype=torch.float32, device=q.device)
-    block_d = max(16, triton.next_power_of_2(hd))
-    _split_kernel[(B, nkv, splits)](
-        q, k_cache, v_cache, slot_index, lengths, po, pm, pl,
-        scale * LOG2E, max_len,
-        k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
-        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
-        NH=nh, HD=hd, GROUP=group, SPLITS=splits,
-        BLOCK_G=max(16, triton.next_power_of_2(group)), BLOCK_N=block_n, BLOCK_D=block_d,
-        DOT_IEEE=q.dtype == torch.float32, num_warps=4, num_stages=2,
-    )
-    _combine_kernel[(B * nh,)](
-        po, pm, pl, out,
-        HD=hd, SPLITS=splits, BLOCK_S=max(2, triton.next_power_of_2(splits)), BLOCK_D=block_d,
-    )
+    for launch in attention_launches(q, k_cache, v_cache, slot_index, lengths, scale, num_splits, out):
+        launch()
     return out
 
 
@@ -193,12 +246,5 @@ def store_kv(
 ) -> None:
     """k, v [B, nkv, hd] contiguous; caches [slots, nkv, max_len, hd] (written in place);
     slot_index, lengths int32 [B]."""
-    B, nkv, hd = k.shape
-    if B == 0:
-        return
-    _store_kernel[(B, nkv)](
-        k, v, k_cache, v_cache, slot_index, lengths, k_cache.shape[2],
-        k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
-        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
-        NKV=nkv, HD=hd, BLOCK_D=triton.next_power_of_2(hd),
-    )
+    if k.shape[0] > 0:
+        store_launch(k, v, k_cache, v_cache, slot_index, lengths)()

@@ -200,3 +200,63 @@ def test_store_kv_rejects_bad_inputs():
         store_kv(torch.zeros(2, 2, 16), torch.zeros(2, 2, 8), kc, kc.clone(), idx, n)
     with pytest.raises(ValueError, match="lengths"):
         store_kv(torch.zeros(2, 2, 16), torch.zeros(2, 2, 16), kc, kc.clone(), idx, n[:1])
+
+
+COMPILE = r"""
+import json
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from docextract.kernels.attention import decode
+
+TYPES = {torch.bfloat16: "bf16", torch.float32: "fp32", torch.int32: "i32"}
+
+
+def signature(launch):
+    names = [n for n in launch.kernel.arg_names if n not in launch.constexprs]
+    sig = dict.fromkeys(launch.constexprs, "constexpr")
+    for name, arg in zip(names, launch.args, strict=True):
+        if isinstance(arg, torch.Tensor):
+            sig[name] = "*" + TYPES[arg.dtype]
+        else:
+            sig[name] = "fp32" if isinstance(arg, float) else "i32"
+    return {n: sig[n] for n in launch.kernel.arg_names}
+
+
+rows = []
+for dtype, targets in ((torch.bfloat16, (90, 86)), (torch.float32, (86,))):
+    # the 35B-A3B attention: 16 query heads, 2 kv heads of 256
+    q = torch.zeros(3, 16, 256, dtype=dtype)
+    cache = torch.zeros(4, 2, 64, 256, dtype=dtype)
+    rows_i32 = torch.zeros(3, dtype=torch.int32)
+    launches = decode.attention_launches(q, cache, cache, rows_i32, rows_i32, 0.1, 4, q.clone())
+    launches.append(decode.store_launch(q[:, :2], q[:, :2], cache, cache, rows_i32, rows_i32))
+    for cc in targets:
+        for launch in launches:
+            src = ASTSource(launch.kernel, signature(launch), launch.constexprs)
+            kernel = triton.compile(src, target=GPUTarget("cuda", cc, 32), options=launch.options)
+            assert "cubin" in kernel.asm
+            rows.append([str(dtype), cc, launch.kernel.__name__, kernel.metadata.shared])
+print(json.dumps(rows))
+"""
+
+
+def test_kernels_compile_for_cuda_targets(tmp_path):
+    """No GPU here: compile the launches decode_attention and store_kv make at the 35B-A3B shapes
+    to cubin for sm_90 (H100/H200) and sm_86 (RTX 30xx), which the interpreter never does, in a
+    process without TRITON_INTERPRET; shared memory must fit a consumer GPU (99 KiB)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(tmp_path / "triton-cache")
+    run = subprocess.run([sys.executable, "-c", COMPILE], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, check=False, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads(run.stdout.strip().splitlines()[-1])
+    assert len(rows) == 9
+    assert {r[2] for r in rows} == {"_split_kernel", "_combine_kernel", "_store_kernel"}
+    assert all(shared <= 99 * 1024 for *_, shared in rows), rows
