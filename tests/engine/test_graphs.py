@@ -134,6 +134,55 @@ def test_static_decode_on_the_triton_kernels(model):
     _assert_same_state(static, eager, slots)
 
 
+def _forbid_host_reads(monkeypatch):
+    """Make every Python-level read of a tensor's values, tensor creation from Python data and
+    boolean-mask or list indexing raise: what a CUDA graph cannot capture (a host sync or a
+    pageable copy)."""
+
+    def refuse(name):
+        def call(*args, **kwargs):
+            raise AssertionError(f"host read in the static step: {name}")
+
+        return call
+
+    for name in ("item", "tolist", "numpy", "nonzero", "__bool__", "__int__", "__float__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, refuse(name))
+    monkeypatch.setattr(torch, "tensor", refuse("torch.tensor"))
+    monkeypatch.setattr(torch, "as_tensor", refuse("torch.as_tensor"))
+
+    def checked(original):
+        def index(self, key, *rest):
+            keys = key if isinstance(key, tuple) else (key,)
+            for k in keys:
+                if isinstance(k, list) or (isinstance(k, torch.Tensor) and k.dtype == torch.bool):
+                    raise AssertionError("host read in the static step: mask or list indexing")
+            return original(self, key, *rest)
+
+        return index
+
+    monkeypatch.setattr(torch.Tensor, "__getitem__", checked(torch.Tensor.__getitem__))
+    monkeypatch.setattr(torch.Tensor, "__setitem__", checked(torch.Tensor.__setitem__))
+
+
+def test_static_step_reads_nothing_back_to_the_host(model, monkeypatch):
+    """The capturability of the step, checked on the CPU: with the Triton kernels (interpreter)
+    nothing in `decode_static` reads a value back or builds a tensor from Python data. The same
+    traps catch the eager step (its lengths come from the host list)."""
+    cache = _prefilled(model, SEQS[:2])
+    ids, pos = torch.tensor([5, 0, 6]), torch.tensor([5, 0, 9])
+    index = torch.tensor([4, -1, 0], dtype=torch.int32)
+    model.kernels = "triton"
+    try:
+        with monkeypatch.context() as m, torch.inference_mode():
+            _forbid_host_reads(m)
+            logits = model.decode_static(ids, pos, index, cache)
+            with pytest.raises(AssertionError, match="host read"):
+                model(model.embed(ids[:1]), Batch([1], pos[:1].expand(3, -1), cache, [4]))
+    finally:
+        model.kernels = None
+    assert torch.isfinite(logits).all() and cache.lengths_dev.tolist() == [10, 0, 0, 0, 6, 0]
+
+
 def test_static_decode_rejects_mismatched_shapes(model):
     cache = model.make_cache(2, 8)
     index = torch.zeros(2, dtype=torch.int32)
