@@ -478,8 +478,8 @@ class Model(nn.Module):
         (call `cache.advance_host`). -> logits [B, V] float32 (written into `out` when given).
         No host sync, no data-dependent shape: with the Triton kernels a CUDA graph captures it.
         """
-        B = ids.shape[0]
-        if ids.dim() != 1 or slot_index.shape != (B,) or positions.shape[-1] != B or positions.dim() > 2:
+        B = ids.shape[0] if ids.dim() == 1 else -1
+        if B < 0 or slot_index.shape != (B,) or positions.dim() not in (1, 2) or positions.shape[-1] != B:
             raise ModelError(
                 f"engine: static decode takes ids [B], positions [3, B] or [B], slot_index [B]; got "
                 f"{tuple(ids.shape)}, {tuple(positions.shape)}, {tuple(slot_index.shape)}"
