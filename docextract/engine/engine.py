@@ -4,6 +4,7 @@ generate completions for requests of images + text."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -229,13 +230,14 @@ class Engine:
         return [self._completion(g, s) for g, s in zip(gens, prepare)]
 
     def session(self, *, slots: int | None = None, slot_tokens: int | None = None,
-                memory_gib: float | None = None):
+                memory_gib: float | None = None, graphs: bool | None = None):
         """A continuously batched session over a slot pool allocated now (see scheduler.Session).
 
         `slot_tokens` (default: the model's context, at most 65,536) bounds prompt + answer of
         one request. `slots` defaults, on CUDA, to what fits in `memory_gib` of GPU memory in all
         (default 90% of the card) after the weights, keeping a tenth for activations; on CPU to
-        `max_batch`."""
+        `max_batch`. `graphs`: CUDA graphs of the decode step (default: on CUDA with the Triton
+        kernels; DOCEXTRACT_CUDA_GRAPHS=0 turns them off)."""
         from .scheduler import Session, slot_bytes
 
         ctx = self.config.text_config.max_position_embeddings
@@ -253,7 +255,9 @@ class Engine:
                                      f"{budget / 2**30:.0f} GiB after the weights",
                                      hint="raise --gpu-memory, or use --experts int4")
                 slots = min(slots, 256)
-        return Session(self, slots=slots, slot_tokens=slot_tokens)
+        if graphs is None and os.environ.get("DOCEXTRACT_CUDA_GRAPHS", "1") == "0":
+            graphs = False
+        return Session(self, slots=slots, slot_tokens=slot_tokens, graphs=graphs)
 
     def _completion(self, g, preprocess_s: float) -> Completion:
         text_ids = g.tokens[:-1] if g.finish_reason == "stop" else g.tokens

@@ -58,7 +58,7 @@ class Scheduler:
 
     def __init__(self, model: Model, *, num_slots: int, max_len: int, stop_ids: Sequence[int] = (),
                  sampler: Sampler = greedy, prefill_tokens: int = 16384,
-                 prefill_chunk: int | None = None, graphs=None):
+                 prefill_chunk: int | None = None, graphs: bool | None = False):
         if num_slots < 1:
             raise ModelError("engine: the state pool needs at least one slot")
         self.model = model
@@ -68,7 +68,17 @@ class Scheduler:
         self.sampler = sampler
         self.prefill_tokens = prefill_tokens
         self.prefill_chunk = prefill_chunk
-        self.graphs = graphs
+        # CUDA graphs of the decode step (engine/graphs.py); None: when the model is on CUDA with
+        # the Triton kernels. With graphs every decode step feeds one token per sequence, so that
+        # tokens the grammar forces are fed over several graph replays instead of one eager
+        # forward with longer pieces.
+        self.graphs = None
+        if graphs or (graphs is None and model.device.type == "cuda"):
+            from ..kernels import _dispatch
+            from .graphs import DecodeGraphs
+
+            if graphs or _dispatch.use_triton(model.kernels, self.cache.lengths_dev):
+                self.graphs = DecodeGraphs(model, self.cache)
         self.free = list(range(num_slots - 1, -1, -1))
         self.waiting: deque[Sequence_] = deque()
         self.running: list[Sequence_] = []
@@ -141,16 +151,19 @@ class Scheduler:
         seqs = self.running
         if not seqs:
             return [], []
-        lengths = [len(s.pending) for s in seqs]
-        ids = torch.tensor([t for s in seqs for t in s.pending], device=self.model.device)
+        feed = [s.pending[:1] if self.graphs is not None else s.pending for s in seqs]
+        # Sequences that feed their last pending token choose their next ones from this step.
+        choosing = [s for s, f in zip(seqs, feed) if len(f) == len(s.pending)]
+        lengths = [len(f) for f in feed]
+        ids = torch.tensor([t for f in feed for t in f], device=self.model.device)
         pos = torch.cat([torch.arange(n) + self.cache.lengths[s.slot] + s.delta
                          for s, n in zip(seqs, lengths)]).to(self.model.device)
         # The grammar state already includes every pending token: its masks can be computed
         # while the forward runs.
-        masks: Future = self._masks.submit(self._masks_for, seqs)
+        masks: Future = self._masks.submit(self._masks_for, choosing)
         start = time.perf_counter()
         with torch.inference_mode():
-            if self.graphs is not None and all(n == 1 for n in lengths):
+            if self.graphs is not None:
                 logits = self.graphs(ids, pos.expand(3, -1), [s.slot for s in seqs])
             else:
                 hidden = self.model(self.model.embed(ids),
@@ -162,7 +175,11 @@ class Scheduler:
         allowed = masks.result()
         self.stats["forward_s"] += forward_done - start
         self.stats["mask_wait_s"] += time.perf_counter() - forward_done
-        return self._choose(seqs, logits, allowed)
+        for s, f in zip(seqs, feed):
+            if len(f) < len(s.pending):
+                s.pending = s.pending[len(f):]
+        rows = [seqs.index(s) for s in choosing]
+        return self._choose(choosing, logits[rows], allowed)
 
     def _masks_for(self, seqs: Sequence[Sequence_]) -> torch.Tensor | None:
         """bool [S, V] of allowed tokens (None when no sequence is constrained); records what
@@ -255,12 +272,12 @@ class Session:
     """The batch runner's view of the engine: requests in (with a tag), completions out, all
     continuously batched over one slot pool allocated at start-up."""
 
-    def __init__(self, engine, *, slots: int, slot_tokens: int):
+    def __init__(self, engine, *, slots: int, slot_tokens: int, graphs: bool | None = None):
         self.engine = engine
         self.slots = slots
         self.slot_tokens = slot_tokens
         self.sched = Scheduler(engine.model, num_slots=slots, max_len=slot_tokens,
-                               stop_ids=list(engine.tokenizer.stop_ids))
+                               stop_ids=list(engine.tokenizer.stop_ids), graphs=graphs)
         self._tags: dict[int, tuple[object, float]] = {}
         self._next = 0
 

@@ -111,3 +111,28 @@ def test_session_refuses_a_request_beyond_its_slot(engine):
             session.submit(Request(prompt="word " * 80, max_new_tokens=4), "x")
     finally:
         session.close()
+
+
+def test_one_token_steps_through_the_static_decode_path_give_the_same_tokens(engine):
+    """What a CUDA-graph session runs (one token per sequence per step, through the padded static
+    decode buffers), run eagerly on the CPU: same tokens, grammar-forced ones included."""
+    from docextract.engine.graphs import DecodeGraphs
+
+    requests = mixed_requests()
+    for r in requests:
+        r.max_new_tokens = 40
+    expected = [engine.generate([r])[0].tokens for r in requests]
+    prompts = [engine.prompt(r) for r in requests]
+    for p, r in zip(prompts, requests):
+        if r.json_schema is not None:
+            p.constraint = engine.grammars.new(r.json_schema)
+    sched = Scheduler(engine.model, num_slots=3, max_len=400, stop_ids=engine.tokenizer.stop_ids)
+    sched.graphs = DecodeGraphs(engine.model, sched.cache, enabled=False, pad=True)
+    done = {}
+    for i, p in enumerate(prompts):
+        sched.add(p, i)
+    while sched.has_work:
+        for seq in sched.step()[1]:
+            done[seq.index] = seq.generated
+    sched.close()
+    assert [done[i] for i in range(len(requests))] == expected
