@@ -25,8 +25,9 @@ of our one-at-a-time run: equal documents, and tokens up to the first difference
     .venv/bin/python bench/throughput.py [--threads 1] [--docs 32] [--new-tokens 64]
                                          [--batches 8,32] [--profile N] [--quick]
 
-`--profile N` adds a cProfile of our engine at N concurrent documents (top entries). `--quick`
-runs a tiny model on 4 documents in a few seconds (the test).
+`--profile N` adds a cProfile (top entries) of our engine at N concurrent documents and of
+transformers on batches of N. `--quick` runs a tiny model on 4 documents in a few seconds (the
+test).
 """
 
 from __future__ import annotations
@@ -249,11 +250,11 @@ def commit() -> str:
         return "unknown"
 
 
-def profile(engine, requests: list[Request], concurrent: int, top: int = 25) -> str:
-    engine.max_batch = concurrent
+def profile(fn, top: int = 25) -> str:
+    """Top entries of a cProfile of fn(), by own time and by cumulative time."""
     prof = cProfile.Profile()
     prof.enable()
-    engine.generate(requests)
+    fn()
     prof.disable()
     text = io.StringIO()
     stats = pstats.Stats(prof, stream=text)
@@ -270,7 +271,7 @@ def main() -> int:
     parser.add_argument("--new-tokens", type=int, help="generated tokens per document (default 64)")
     parser.add_argument("--batches", help="concurrent documents besides 1, comma separated (default 8,32)")
     parser.add_argument("--profile", type=int, metavar="N",
-                        help="cProfile our engine at N concurrent documents")
+                        help="cProfile both at N concurrent documents")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     started, head = time.perf_counter(), commit()
@@ -360,9 +361,12 @@ def main() -> int:
     print()
     print(f"our batched outputs equal our one-at-a-time outputs: {'yes' if equal else 'NO'}")
     if args.profile:
+        n = args.profile
         print()
-        print(f"cProfile, ours at {args.profile} concurrent documents:")
-        print(profile(engine, requests, args.profile))
+        print(f"cProfile, ours at {n} concurrent documents:")
+        print(profile(lambda: ours(engine, requests, n)))
+        print(f"cProfile, transformers batched {n} documents at a time:")
+        print(profile(lambda: transformers_batches(ref, engine, requests, n, pad_id)))
     return 0
 
 
