@@ -447,9 +447,14 @@ class Model(nn.Module):
         """pixel_values [N, patch_dim], image_grid_thw [n, 3] -> [N / merge^2, H] image tokens."""
         return self.model.visual(pixel_values.to(self.device, self.dtype), image_grid_thw)
 
-    def embed(self, input_ids: torch.Tensor, image_embeds: torch.Tensor | None = None) -> torch.Tensor:
-        """input_ids [T] -> [T, H]; rows at <|image_pad|> take image_embeds [n_pad, H] in order."""
+    def embed(self, input_ids: torch.Tensor, image_embeds: torch.Tensor | None = None, *,
+              images: bool = True) -> torch.Tensor:
+        """input_ids [T] -> [T, H]; rows at <|image_pad|> take image_embeds [n_pad, H] in order.
+        With images=False (generated tokens) an <|image_pad|> is embedded as the plain token it
+        is, as transformers does."""
         x = self.model.language_model.embed_tokens(input_ids.to(self.device))
+        if not images:
+            return x
         is_image = input_ids.to(self.device) == self.config.image_token_id
         n_pad = int(is_image.sum())
         n_img = 0 if image_embeds is None else image_embeds.shape[0]

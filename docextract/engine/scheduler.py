@@ -166,7 +166,7 @@ class Scheduler:
             if self.graphs is not None:
                 logits = self.graphs(ids, pos.expand(3, -1), [s.slot for s in seqs])
             else:
-                hidden = self.model(self.model.embed(ids),
+                hidden = self.model(self.model.embed(ids, images=False),
                                     Batch(lengths, pos.expand(3, -1), self.cache,
                                           [s.slot for s in seqs]))
                 last = torch.tensor(lengths).cumsum(0) - 1

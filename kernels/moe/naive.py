@@ -66,11 +66,20 @@ def experts(
     """
     E = w13.shape[0]
     I = w13.shape[1] // 2
+    k = topk_ids.shape[1]
     out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
-    for e in range(E):
-        tokens, slots = torch.nonzero(topk_ids == e, as_tuple=True)
-        if tokens.numel() == 0:
+    # (token, slot) pairs grouped by expert, in token order within each expert: one sort and
+    # one count for the whole call instead of a search per expert.
+    flat = topk_ids.reshape(-1).long()
+    order = torch.argsort(flat, stable=True)
+    counts = torch.bincount(flat, minlength=E).tolist()
+    start = 0
+    for e, n in enumerate(counts):
+        if n == 0:
             continue
+        pairs = order[start:start + n]
+        start += n
+        tokens, slots = pairs // k, pairs % k
         gate_up = x[tokens].float() @ dequantize(w13, e).t()
         h = (F.silu(gate_up[:, :I]) * gate_up[:, I:]).to(x.dtype)
         y = (h.float() @ dequantize(w2, e).t()) * topk_weights[tokens, slots, None].float()

@@ -136,3 +136,20 @@ def test_one_token_steps_through_the_static_decode_path_give_the_same_tokens(eng
             done[seq.index] = seq.generated
     sched.close()
     assert [done[i] for i in range(len(requests))] == expected
+
+
+def test_a_generated_image_pad_is_embedded_as_text(engine):
+    """A model may emit <|image_pad|> as an ordinary token: decoding goes on (transformers
+    embeds it as text too)."""
+    pad = engine.config.image_token_id
+
+    def force_pad(generated, logits):
+        if len(generated) == 1:
+            logits = logits.clone()
+            logits[pad] = logits.max() + 1
+        return logits
+
+    prompt = engine.prompt(Request(prompt="x", max_new_tokens=5))
+    prompt.logits_processors = [force_pad]
+    (gen,) = generate(engine.model, [prompt], stop_ids=[])
+    assert gen.tokens[1] == pad and len(gen.tokens) == 5
