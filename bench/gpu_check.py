@@ -22,6 +22,11 @@ its GB/s, then decode tokens/s at batch 1, 8, 32 and 64 on the same random model
 and replayed from a CUDA graph (`DecodeGraphs`), the graph's first-step logits checked against
 the eager step's. --quick runs the graph rows eagerly through the padded static buffers.
 
+Section `pages` (not in the default run: `--sections pages`): A4 pages per second through the
+continuously batched engine on the same random model (one page image per request at the size
+`docextract run` renders A4 at 200 dpi, 1344x1920 = 2,520 image tokens; PAGE_NEW_TOKENS generated
+tokens each, stop tokens off so every request does the same work), at max_batch 8 and 64.
+
 Exit status 1 when a parity check fails.
 """
 
@@ -492,6 +497,71 @@ def graph_rows(quick: bool, device: str, built: tuple | None = None) -> list[Row
     return rows
 
 
+PAGE_COUNT = 64
+PAGE_NEW_TOKENS = 128
+PAGE_BATCHES = (8, 64)
+
+
+def _engine_over(model, config):
+    """An Engine around an already built random model: the random tokenizer and the default
+    image processor (as randomckpt.random_engine builds them)."""
+    from docextract.engine import Engine, randomckpt
+    from docextract.engine.processor import DEFAULT_MAX_PIXELS, ImageProcessor
+    from docextract.engine.tokenizer import Tokenizer
+
+    backend = randomckpt.build_tokenizer(randomckpt.first_special_id(config))
+    tok = Tokenizer(backend, chat_template=randomckpt.BUILTIN_CHAT_TEMPLATE, template_source="random",
+                    config=config, special_tokens_map={"eos_token": "<|im_end|>",
+                                                       "pad_token": "<|endoftext|>"})
+    v = config.vision_config
+    processor = ImageProcessor(patch_size=v.patch_size, temporal_patch_size=v.temporal_patch_size,
+                               merge_size=v.spatial_merge_size, max_pixels=DEFAULT_MAX_PIXELS)
+    return Engine(model, tok, processor, name="random")
+
+
+def page_rows(quick: bool, device: str, built: tuple | None = None) -> list[Row]:
+    """A4 pages per second: one page image per request as `docextract run` renders it (A4 at
+    200 dpi capped at 2,560 tokens of 32x32 pixels: 1344x1920), vision + prefill + a fixed
+    PAGE_NEW_TOKENS generated tokens, continuously batched `max_batch` at a time (--quick: tiny
+    preset, small pages)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from docextract.engine.api import Request
+    from docextract.engine.generate import generate
+
+    cuda = device == "cuda"
+    config, model, _ = built or build_model(quick, device)
+    engine = _engine_over(model, config)
+    rng = np.random.default_rng(0)
+    count, new, size = (4, 4, (128, 96)) if quick else (PAGE_COUNT, PAGE_NEW_TOKENS, (1920, 1344))
+    pages = [Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)) for _ in range(count)]
+    rows = []
+    for batch in (2,) if quick else PAGE_BATCHES:
+        def run(batch=batch):
+            prompts = [engine.prompt(Request(prompt="Extract the document as JSON.", images=[p],
+                                             image_labels=["Page 1"], max_new_tokens=new))
+                       for p in pages]  # preprocessing is part of the measured time
+            return generate(engine.model, prompts, stop_ids=[], max_batch=batch)
+
+        if cuda:
+            generate(engine.model, [engine.prompt(Request(prompt="warm", images=[pages[0]],
+                                                          max_new_tokens=2))], stop_ids=[])
+        _sync(cuda)
+        start = time.perf_counter()
+        out = run()
+        _sync(cuda)
+        seconds = time.perf_counter() - start
+        tokens = sum(len(g.tokens) for g in out)
+        rows.append(Row(f"pages max_batch {batch}",
+                        f"{count} pages {size[1]}x{size[0]}, {new} new tokens each, int4 experts",
+                        None, all(len(g.tokens) == new for g in out), seconds * 1e3,
+                        f"{count / seconds:,.2f} pages/s, {tokens / seconds:,.0f} tok/s", 0.0,
+                        "pages"))
+    return rows
+
+
 def gpu_name(cuda: bool) -> str:
     if not cuda:
         return "cpu-interpreter"
@@ -553,9 +623,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated sections to run (kernels, e2e, graphs)")
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = set(sections) - {"kernels", "e2e", "graphs"}
+    unknown = set(sections) - {"kernels", "e2e", "graphs", "pages"}
     if unknown or not sections:
-        print(f"error: unknown sections {sorted(unknown)}; use kernels, e2e and/or graphs",
+        print(f"error: unknown sections {sorted(unknown)}; use kernels, e2e, graphs, pages",
               file=sys.stderr)
         return 2
     if args.quick:
@@ -570,11 +640,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     if "kernels" in sections:
         rows += [run_case(case, cuda) for case in kernel_cases(args.quick, device)]
-    built = build_model(args.quick, device) if {"e2e", "graphs"} & set(sections) else None
+    built = build_model(args.quick, device) if {"e2e", "graphs", "pages"} & set(sections) else None
     if "e2e" in sections:
         rows += e2e_rows(args.quick, device, built)
     if "graphs" in sections:
         rows += graph_rows(args.quick, device, built)
+    if "pages" in sections:
+        rows += page_rows(args.quick, device, built)
     lines = format_rows(rows, gpu_name(cuda), commit_id(args.commit))
     print(HEADER + "\n".join(lines))
     if args.results:

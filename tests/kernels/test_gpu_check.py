@@ -58,8 +58,16 @@ def test_quick_mode_checks_every_kernel_and_appends_rows(gpu_check, tmp_path):
 
 
 def test_unknown_section_is_a_usage_error(gpu_check, capsys):
-    assert gpu_check.main(["--quick", "--sections", "kernels,pages"]) == 2
-    assert "pages" in capsys.readouterr().err
+    assert gpu_check.main(["--quick", "--sections", "kernels,paper"]) == 2
+    assert "paper" in capsys.readouterr().err
+
+
+def test_pages_section_quick(gpu_check, tmp_path):
+    results = tmp_path / "RESULTS.md"
+    assert gpu_check.main(["--quick", "--sections", "pages", "--results", str(results),
+                           "--commit", "abc1234"]) == 0
+    rows = [line for line in results.read_text().splitlines() if "| pages |" in line]
+    assert len(rows) == 1 and "pages/s" in rows[0] and "max_batch 2" in rows[0]
 
 
 def test_a_parity_failure_is_reported_and_fails_the_run(gpu_check):
