@@ -1,9 +1,12 @@
-"""Batched generation: vision once, packed prefill, then one token per sequence per step.
+"""Generation: prompts (ids with expanded image pads, images, grammar constraint), the packed
+prefill that runs the vision tower once for all of them, and the loops over the scheduler.
 
 `generate_step` is a generator in the style of mlx-lm's: it yields the tokens of each step and
-drops sequences as they finish. Sampling is a plain callable on fp32 logits (greedy by default)
-and every sequence has its own `logits_processors`, callables (generated_ids, logits[V]) ->
-logits[V], applied in order before sampling (issue 5 plugs the JSON-grammar mask in there).
+drops sequences as they finish; `generate` runs to the end. Both hand the work to
+`scheduler.Scheduler` (continuous batching over a slot pool). Sampling is a plain callable on
+fp32 logits (greedy by default); every sequence has its own `logits_processors`, callables
+(generated_ids, logits[V]) -> logits[V], and an optional grammar `constraint` that masks and
+forces tokens.
 """
 
 from __future__ import annotations
@@ -106,6 +109,22 @@ def prefill(
     return logits, deltas, vision_s
 
 
+def _scheduler(model: Model, prompts: Sequence[Prompt], stop_ids: Sequence[int], sampler: Sampler,
+               prefill_chunk: int | None, max_batch: int | None):
+    """A scheduler sized for `prompts` (at most `max_batch` slots) with every prompt queued."""
+    from .scheduler import Scheduler
+
+    if any(p.max_new_tokens < 1 for p in prompts):
+        raise ModelError("engine: max_new_tokens must be at least 1")
+    slots = min(len(prompts), max_batch or len(prompts))
+    max_len = max(p.input_ids.numel() + p.max_new_tokens for p in prompts)
+    sched = Scheduler(model, num_slots=slots, max_len=max_len, stop_ids=stop_ids,
+                      sampler=sampler, prefill_chunk=prefill_chunk)
+    for i, p in enumerate(prompts):
+        sched.add(p, i)
+    return sched
+
+
 def generate_step(
     model: Model,
     prompts: Sequence[Prompt],
@@ -125,20 +144,11 @@ def generate_step(
     the model together). `timings`, when given, receives vision_s, prefill_s and decode_s (of the
     last sequence to finish) and mask_s (all masks).
     """
-    from .scheduler import Scheduler
-
     if not prompts:
         return
-    if any(p.max_new_tokens < 1 for p in prompts):
-        raise ModelError("engine: max_new_tokens must be at least 1")
-    slots = min(len(prompts), max_batch or len(prompts))
-    max_len = max(p.input_ids.numel() + p.max_new_tokens for p in prompts)
-    sched = Scheduler(model, num_slots=slots, max_len=max_len, stop_ids=stop_ids,
-                      sampler=sampler, prefill_chunk=prefill_chunk)
+    sched = _scheduler(model, prompts, stop_ids, sampler, prefill_chunk, max_batch)
     timings = {} if timings is None else timings
     try:
-        for i, p in enumerate(prompts):
-            sched.add(p, i)
         while sched.has_work:
             events, finished = sched.step()
             for seq in finished:
@@ -160,20 +170,11 @@ def generate(
 ) -> list[Generation]:
     """Run every prompt to the end (continuously batched, `max_batch` at once): tokens (a final
     stop token included), finish reason and each sequence's own timings."""
-    from .scheduler import Scheduler
-
     if not prompts:
         return []
-    if any(p.max_new_tokens < 1 for p in prompts):
-        raise ModelError("engine: max_new_tokens must be at least 1")
-    slots = min(len(prompts), max_batch or len(prompts))
-    max_len = max(p.input_ids.numel() + p.max_new_tokens for p in prompts)
-    sched = Scheduler(model, num_slots=slots, max_len=max_len, stop_ids=stop_ids,
-                      sampler=sampler, prefill_chunk=prefill_chunk)
+    sched = _scheduler(model, prompts, stop_ids, sampler, prefill_chunk, max_batch)
     done: dict[int, object] = {}
     try:
-        for i, p in enumerate(prompts):
-            sched.add(p, i)
         while sched.has_work:
             for seq in sched.step()[1]:
                 done[seq.index] = seq
