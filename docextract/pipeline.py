@@ -204,6 +204,7 @@ def extract_flow(pages: Sequence[Any], spec, model_info: dict[str, str], *,
             timing[key] += float(completion.timings.get(key, 0.0))
         timing["tokens"] += len(completion.tokens)
         validation = spec.validate(completion.text)
+        validation.issues.extend(_page_issues(validation.data, len(pages)))
         if completion.finish_reason == "length":
             validation.issues.insert(0, _issue("", "truncated",
                                                "generation stopped at max_new_tokens"))
@@ -220,6 +221,25 @@ def extract_flow(pages: Sequence[Any], spec, model_info: dict[str, str], *,
             "masked": masked, "attempts": attempts,
             "timing": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in timing.items()},
             "model": dict(model_info)}
+
+
+def _page_issues(data: Any, pages: int, path: str = "") -> list:
+    """A warning for every `page` field that names a page the document does not have."""
+    found = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            here = f"{path}.{key}" if path else key
+            if key == "page" and isinstance(value, int) and not isinstance(value, bool):
+                if not 1 <= value <= pages:
+                    found.append(_issue(here, "page_out_of_range",
+                                        f"page {value} of a {pages}-page document",
+                                        severity="warning"))
+            else:
+                found += _page_issues(value, pages, here)
+    elif isinstance(data, list):
+        for i, item in enumerate(data):
+            found += _page_issues(item, pages, f"{path}[{i}]")
+    return found
 
 
 def model_info(engine) -> dict[str, str]:
@@ -332,10 +352,10 @@ def feedback_text(issues) -> str:
             "printed:\n" + "\n".join(lines))
 
 
-def _issue(loc: str, type_: str, msg: str):
+def _issue(loc: str, type_: str, msg: str, severity: str = "error"):
     from .schemas import Issue
 
-    return Issue(loc=loc, type=type_, msg=msg)
+    return Issue(loc=loc, type=type_, msg=msg, severity=severity)
 
 
 def error_record(source: str, exc: DocextractError, *, sha256: str | None, schema_ref: str | None,

@@ -226,3 +226,20 @@ def test_default_model_on_a_mid_size_gpu_uses_int4_experts():
 
     assert default_model(48) == ("Qwen/Qwen3.5-35B-A3B", "int4")
     assert default_model(80) == ("Qwen/Qwen3.5-35B-A3B", "bf16")
+
+
+def test_a_page_number_beyond_the_document_is_a_warning(use_engine, images):
+    from pathlib import Path
+
+    from docextract import schemas
+
+    spec = schemas.get("invoice")
+    truth = json.loads((Path(__file__).parents[2] / "samples" / "data"
+                        / "gst_invoice-s1-001.truth.json").read_text())
+    truth["lines"][0]["page"] = 7
+    use_engine(json.dumps(truth))
+    record = json.loads(invoke("run", images[0], "-s", "invoice").stdout)
+    warnings = [e for e in record["errors"] if e["type"] == "page_out_of_range"]
+    assert warnings == [{"loc": "lines[0].page", "type": "page_out_of_range",
+                         "msg": "page 7 of a 1-page document", "severity": "warning"}]
+    assert record["valid"] is spec.validate(truth).valid
