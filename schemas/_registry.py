@@ -128,19 +128,19 @@ def from_model(name: str, model: type[BaseModel], *, version: str | None = None,
         try:
             doc = model.model_validate(data)
         except ValidationError as exc:
-            return Validation(data, pydantic_issues(exc))
+            shape = pydantic_issues(exc)
+            # Blank the fields pydantic rejected (an impossible date, say) and run the domain
+            # rules on the rest, so that one bad field does not hide every other finding.
+            doc = _validate_without(model, data, exc)
+            if doc is None or domain is None:
+                return Validation(data, shape)
+            blanked = {i.loc for i in shape}
+            found = [i for i in _domain(domain, doc) if i.loc not in blanked]
+            return Validation(data, shape + found)
         except Exception as exc:
             return Validation(data, [Issue("", "schema", f"the model rejected the data: "
                                                          f"{type(exc).__name__}")])
-        found: list[Issue] = []
-        if domain is not None:
-            try:
-                # Room for quantity x price of the widest patterns without rounding.
-                with decimal.localcontext(prec=80):
-                    found = list(domain(doc))
-            except Exception as exc:
-                found = [Issue("", "validator_failed",
-                               f"the schema's validator failed: {type(exc).__name__}")]
+        found = _domain(domain, doc) if domain is not None else []
         try:
             dumped = doc.model_dump(mode="json")
         except Exception:
@@ -288,6 +288,42 @@ def load(obj: Any) -> tuple[Any, Issue | None]:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
+
+
+def _domain(domain: Callable[[Any], list[Issue]], doc: Any) -> list[Issue]:
+    """The domain rules' findings; a failing rule is itself a finding, never an exception."""
+    try:
+        # Room for quantity x price of the widest patterns without rounding.
+        with decimal.localcontext(prec=80):
+            return list(domain(doc))
+    except Exception as exc:
+        return [Issue("", "validator_failed", f"the schema's validator failed: {type(exc).__name__}")]
+
+
+def _validate_without(model: type[BaseModel], data: Any, exc: ValidationError) -> Any:
+    """The model validated with every field that failed set to null, or None when that does not
+    validate either (a field that cannot be null, a rule across fields)."""
+    blank = copy.deepcopy(data)
+    for err in exc.errors(include_url=False, include_input=False):
+        where = err.get("loc", ())
+        if not where:
+            return None
+        node = blank
+        for part in where[:-1]:
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                return None
+        if not isinstance(node, (dict, list)):
+            return None
+        try:
+            node[where[-1]] = None
+        except (IndexError, TypeError):
+            return None
+    try:
+        return model.model_validate(blank)
+    except Exception:
+        return None
 
 
 def pydantic_issues(exc: ValidationError) -> list[Issue]:
