@@ -117,3 +117,49 @@ def test_export_with_cgst_sgst_fails(tmp_path):
     code, errors = validate(tmp_path, doc)
     assert code == 1
     assert ("cgst_total", "tax_split") in errors and ("lines[0].cgst_amount", "tax_split") in errors
+
+
+# --- bank statements printed newest first, every row on one date ----------------------------
+
+def statement(rows, opening="10000.00", closing="11250.00") -> dict:
+    from docextract.schemas.bank_statement import BankStatement, Transaction
+
+    return BankStatement(
+        bank_name="State Bank of India", account_number="12345678901", ifsc="SBIN0061100",
+        currency="INR", period_start="2024-04-01", period_end="2024-04-30",
+        opening_balance=opening, closing_balance=closing,
+        transactions=[Transaction(date="2024-04-05", description=d, debit=dr, credit=cr,
+                                  balance=bal, page=1) for d, dr, cr, bal in rows],
+    ).model_dump(mode="json")
+
+
+# Oldest first: +5000, -2500, -1250.
+ROWS = [("NEFT salary", None, "5000.00", "15000.00"), ("UPI rent", "2500.00", None, "12500.00"),
+        ("ATM", "1250.00", None, "11250.00")]
+
+
+def validate_statement(tmp_path, doc):
+    path = tmp_path / "statement.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    res = CliRunner().invoke(app, ["validate", str(path), "--schema", "bank_statement"])
+    out = json.loads(res.stdout)
+    return res.exit_code, {(e["loc"], e["type"]) for e in out["errors"] if e["severity"] == "error"}
+
+
+@pytest.mark.parametrize("newest_first", [False, True])
+def test_single_date_statement_in_either_order(tmp_path, newest_first):
+    rows = list(reversed(ROWS)) if newest_first else ROWS
+    assert validate_statement(tmp_path, statement(rows)) == (0, set())
+
+
+def test_single_date_newest_first_still_pinpoints_a_bad_row(tmp_path):
+    rows = list(reversed(ROWS))
+    rows[1] = ("UPI rent", "2500.00", None, "12590.00")  # printed row 1 misread
+    code, errors = validate_statement(tmp_path, statement(rows))
+    assert code == 1 and errors == {("transactions[1].balance", "running_balance")}
+
+
+def test_single_date_newest_first_without_opening_balance(tmp_path):
+    doc = statement(list(reversed(ROWS)))
+    doc["opening_balance"] = None
+    assert validate_statement(tmp_path, doc) == (0, set())
