@@ -15,7 +15,10 @@ the field path, e.g. `transactions[12].balance`.
 
 Masking (default output; `--unmask` turns it off): Aadhaar "XXXX XXXX 1234", VID
 "XXXX XXXX XXXX 1234", PAN "ABCDEXXXXF", bank account number and IBAN keep the last 4 characters.
-GSTINs and UK VAT numbers are public business registrations and are not masked.
+Then every Aadhaar number, VID, PAN and IBAN anywhere else in the record (free text, unknown
+keys, any schema) is masked too, and so is a value masked in its own field wherever it is
+repeated (see masking.py). GSTINs and UK VAT numbers are public business registrations and are
+not masked.
 
 This package imports pydantic and the standard library only (no torch, no engine).
 """
@@ -148,10 +151,28 @@ class Spec:
         return self.validator(obj)
 
     def mask(self, data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-        """A masked copy of `data` and the paths of the fields that were masked."""
-        if self.masker is None:
-            return data, []
-        return self.masker(data)
+        """A masked copy of `data` and the paths of the fields that were masked: the schema's
+        own masker, then `masking.scrub` over the whole record, so that no field name, unknown
+        key or schema lets an identifier through."""
+        from . import masking
+
+        masked, paths = (data, []) if self.masker is None else self.masker(data)
+        masked, found = masking.scrub(masked, masking.own_values(data, masked))
+        return masked, list(dict.fromkeys(paths + found))
+
+    def output(self, validation: Validation, *, unmask: bool = False
+               ) -> tuple[dict[str, Any] | None, list[dict[str, str]], list[str]]:
+        """What a record shows of a validation: (data, errors, masked paths). By default the
+        data is masked (`mask`) and so are the error paths and messages (an unknown key can be
+        an Aadhaar number); `unmask` shows both as they are."""
+        from . import masking
+
+        data, errors, masked = validation.data, validation.errors, []
+        if unmask:
+            return data, errors, masked
+        if data is not None:
+            data, masked = self.mask(data)
+        return data, masking.scrub(errors)[0], masked
 
 
 def names() -> list[str]:
