@@ -54,7 +54,7 @@ CODES = {
     "pan_name_mismatch": "PAN 5th letter is not an initial of the name (warning)",
     "pan_masked": "the document shows a masked PAN (warning)",
     "gstin_format": "GSTIN shape wrong: neither a regular GSTIN nor a known special registration",
-    "gstin_state_code": "GSTIN state code unknown (error) or retired (warning)",
+    "gstin_state_code": "GSTIN state code unknown (error), retired or 96 exports (warning)",
     "gstin_pan": "the PAN inside the GSTIN is invalid",
     "gstin_special": "a special GST registration: TDS on a TAN, TCS, UIN, non-resident, OIDAR, "
                      "government (warning)",

@@ -356,11 +356,17 @@ def _rate_totals(doc: Invoice, tolerance: Decimal) -> list[Issue]:
         return all(getattr(ln, line_name) is None for ln in lines)
 
     if doc.tax_regime == "in_gst":
-        if unprinted("cgst_amount"):
-            against("cgst_total", doc.cgst_total, half, "CGST")
-        if unprinted("sgst_amount"):
-            against("sgst_total", doc.sgst_total, half, "SGST")
-        if unprinted("igst_amount"):
+        # Which kind is due: the place of supply decides; unknown, the kind the invoice charges
+        # (a "0.00" of the other kind is not checked against the rate).
+        intra = _intra_state(doc)
+        charged = {n: v is not None and v != 0 for n, v in (
+            ("local", doc.cgst_total or doc.sgst_total), ("igst", doc.igst_total))}
+        if intra is True or (intra is None and charged["local"]):
+            if unprinted("cgst_amount"):
+                against("cgst_total", doc.cgst_total, half, "CGST")
+            if unprinted("sgst_amount"):
+                against("sgst_total", doc.sgst_total, half, "SGST")
+        if (intra is False or (intra is None and charged["igst"])) and unprinted("igst_amount"):
             against("igst_total", doc.igst_total, full, "IGST")
     parts = (doc.cgst_total, doc.sgst_total, doc.igst_total)
     if (doc.tax_total is not None and all(p is None for p in parts)

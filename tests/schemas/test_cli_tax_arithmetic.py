@@ -163,3 +163,15 @@ def test_single_date_newest_first_without_opening_balance(tmp_path):
     doc = statement(list(reversed(ROWS)))
     doc["opening_balance"] = None
     assert validate_statement(tmp_path, doc) == (0, set())
+
+
+def test_a_printed_zero_of_the_other_kind_is_not_checked_against_the_rate(tmp_path):
+    intra = gst(cgst_total="90.00", sgst_total="90.00", igst_total="0.00", tax_total="180.00",
+                grand_total="1180.00")
+    assert validate(tmp_path, intra) == (0, set())
+    inter = gst(place="06", cgst_total="0.00", sgst_total="0.00", igst_total="180.00",
+                tax_total="180.00", grand_total="1180.00")
+    assert validate(tmp_path, inter) == (0, set())
+    wrong = gst(place="06", igst_total="90.00", tax_total="90.00", grand_total="1090.00")
+    code, errors = validate(tmp_path, wrong)
+    assert code == 1 and errors == {("igst_total", "tax_total")}
