@@ -47,10 +47,11 @@ GSTIN_VALID = ["27AAPFU0939F1ZV", "06AABCO6063D1ZQ"]
 # registration for us, see the exception tests.)
 GSTIN_INVALID = ["27AAPFU0939F1ZO", "27AAPFU0939F1ZW", "27AAPFU0939F0ZV"]
 
-# UK VAT: HMRC's example number GB999 9999 73 with its branch-trader, government department and
-# health authority forms (HMRC VAT number formats, as listed in the EU VIES format table), the
-# worked example 339 0727 47 of the modulus 97 check (Taxation magazine, "VAT points of
-# practice"), and 980780684 (python-stdnum documentation, domain.md 1.8).
+# UK VAT: the example number GB999 9999 73 of HMRC's guidance, with the branch-trader,
+# government department and health authority example forms GB999 9999 73 001, GBGD001 and
+# GBHA599 (as listed in Wikipedia's "VAT identification number" table), the worked example
+# 339 0727 47 of the modulus 97 check (Taxation magazine, "VAT points of practice"), and
+# 980780684 (python-stdnum documentation, domain.md 1.8).
 UK_VAT_VALID = ["GB999999973", "999999973", "GB999999973001", "GBGD001", "GBHA599", "339072747",
                 "GB980780684", "XI980780684"]
 UK_VAT_INVALID = ["GB999999972", "GBGD500", "GBHA499", "980780685"]
