@@ -56,7 +56,10 @@ ExpertsOpt = Annotated[Optional[str], typer.Option(
          "on 32-79 GiB GPUs).")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", envvar="DOCEXTRACT_DEVICE",
                                                   help="cuda or cpu (default: cuda when present).")]
-UnmaskOpt = Annotated[bool, typer.Option("--unmask", help="Do not mask Aadhaar/VID numbers.")]
+UnmaskOpt = Annotated[bool, typer.Option("--unmask", help=(
+    "Show in full what is masked by default: Aadhaar numbers and VIDs, PANs, bank account numbers "
+    "and IBANs, in their own fields and wherever else they appear (free text, unknown keys, "
+    "error paths). GSTINs and UK VAT numbers are never masked."))]
 RetriesOpt = Annotated[int, typer.Option("--retries", min=0, max=5,
                                          help="Extra attempts when hard validation errors remain.")]
 OfflineOpt = Annotated[bool, typer.Option("--offline", envvar="HF_HUB_OFFLINE",
@@ -199,7 +202,10 @@ def schemas_cmd(name: Annotated[Optional[str], typer.Argument(help="Print this s
 
 @app.command()
 def validate(file: Annotated[str, typer.Argument(help="A JSON file, or - for stdin.")],
-             schema: SchemaOpt, unmask: UnmaskOpt = False,
+             schema: Annotated[str, typer.Option("--schema", "-s", help=(
+                 "A schema name (see 'docextract schemas'), path/to/schema.json or "
+                 "path/to/module.py:Class."))],
+             unmask: UnmaskOpt = False,
              quiet: Quiet = False, verbose: Verbose = False) -> None:
     """Check a JSON document against a schema; exit 0 valid, 1 invalid, 3 unreadable.
 

@@ -214,10 +214,8 @@ def extract_flow(pages: Sequence[Any], spec, model_info: dict[str, str], *,
         request = Request(prompt=prompt + "\n\n" + feedback_text(hard), images=request.images,
                           image_labels=request.image_labels, json_schema=request.json_schema,
                           max_new_tokens=request.max_new_tokens)
-    data, masked = validation.data, []
-    if data is not None and not unmask:
-        data, masked = spec.mask(data)
-    return {"data": data, "valid": validation.valid, "errors": validation.errors,
+    data, errors, masked = spec.output(validation, unmask=unmask)
+    return {"data": data, "valid": validation.valid, "errors": errors,
             "masked": masked, "attempts": attempts,
             "timing": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in timing.items()},
             "model": dict(model_info)}
@@ -443,8 +441,6 @@ def validate_document(text: str, spec, *, unmask: bool = False) -> dict[str, Any
     except json.JSONDecodeError as exc:
         raise InputError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     validation = spec.validate(obj)
-    data, masked = validation.data, []
-    if data is not None and not unmask:
-        data, masked = spec.mask(data)
-    return {"schema": spec.ref, "valid": validation.valid, "errors": validation.errors,
+    data, errors, masked = spec.output(validation, unmask=unmask)
+    return {"schema": spec.ref, "valid": validation.valid, "errors": errors,
             "masked": masked, "data": data}

@@ -15,7 +15,10 @@ the field path, e.g. `transactions[12].balance`.
 
 Masking (default output; `--unmask` turns it off): Aadhaar "XXXX XXXX 1234", VID
 "XXXX XXXX XXXX 1234", PAN "ABCDEXXXXF", bank account number and IBAN keep the last 4 characters.
-GSTINs and UK VAT numbers are public business registrations and are not masked.
+Then every Aadhaar number, VID, PAN and IBAN anywhere else in the record (free text, unknown
+keys, any schema) is masked too, and so is a value masked in its own field wherever it is
+repeated (see masking.py). GSTINs and UK VAT numbers are public business registrations and are
+not masked.
 
 This package imports pydantic and the standard library only (no torch, no engine).
 """
@@ -41,7 +44,7 @@ CODES = {
     "aadhaar_format": "Aadhaar number not 12 digits starting 2-9, or a palindrome",
     "aadhaar_checksum": "Aadhaar Verhoeff check digit wrong",
     "aadhaar_masked": "the document shows a masked Aadhaar number (warning)",
-    "vid_format": "VID not 16 digits starting 2-9",
+    "vid_format": "VID not 16 digits starting 2-9, or a palindrome",
     "vid_checksum": "VID Verhoeff check digit wrong",
     "vid_masked": "the document shows a masked VID (warning)",
     "dob_mismatch": "year of birth and date of birth disagree",
@@ -50,11 +53,12 @@ CODES = {
     "pan_serial": "PAN serial 0000",
     "pan_name_mismatch": "PAN 5th letter is not an initial of the name (warning)",
     "pan_masked": "the document shows a masked PAN (warning)",
-    "gstin_format": "GSTIN shape wrong (length, characters, entity code 0)",
-    "gstin_state_code": "GSTIN state code unknown (error) or retired (warning)",
+    "gstin_format": "GSTIN shape wrong: neither a regular GSTIN nor a known special registration",
+    "gstin_state_code": "GSTIN state code unknown (error), retired or 96 exports (warning)",
     "gstin_pan": "the PAN inside the GSTIN is invalid",
-    "gstin_special": "GSTIN 14th character not Z: special registration (warning)",
-    "gstin_checksum": "GSTIN mod-36 check character wrong",
+    "gstin_special": "a special GST registration: TDS on a TAN, TCS, UIN, non-resident, OIDAR, "
+                     "government (warning)",
+    "gstin_checksum": "GSTIN mod-36 check character wrong (warning on special registrations)",
     "state_code": "a GST state code that is unknown or disagrees with the GSTIN",
     "ifsc_format": "IFSC not 4 letters, 0, 6 letters/digits",
     "micr_format": "MICR not 9 digits",
@@ -63,7 +67,8 @@ CODES = {
     "vat_number_checksum": "UK VAT number mod-97 check wrong",
     "iban_format": "IBAN shape or length wrong",
     "iban_country": "IBAN country does not use IBANs",
-    "iban_checksum": "IBAN mod-97 check wrong",
+    "iban_checksum": "IBAN mod-97 check, or the national check digits inside it, wrong",
+    "iban_bank": "IBAN bank code not in python-stdnum's list for its country (warning)",
     "iban_mismatch": "sort code or account number differs from the IBAN",
     "iban_masked": "the document shows a masked IBAN (warning)",
     "account_masked": "the document shows a masked account number (warning)",
@@ -146,10 +151,28 @@ class Spec:
         return self.validator(obj)
 
     def mask(self, data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-        """A masked copy of `data` and the paths of the fields that were masked."""
-        if self.masker is None:
-            return data, []
-        return self.masker(data)
+        """A masked copy of `data` and the paths of the fields that were masked: the schema's
+        own masker, then `masking.scrub` over the whole record, so that no field name, unknown
+        key or schema lets an identifier through."""
+        from . import masking
+
+        masked, paths = (data, []) if self.masker is None else self.masker(data)
+        masked, found = masking.scrub(masked, masking.own_values(data, masked))
+        return masked, list(dict.fromkeys(paths + found))
+
+    def output(self, validation: Validation, *, unmask: bool = False
+               ) -> tuple[dict[str, Any] | None, list[dict[str, str]], list[str]]:
+        """What a record shows of a validation: (data, errors, masked paths). By default the
+        data is masked (`mask`) and so are the error paths and messages (an unknown key can be
+        an Aadhaar number); `unmask` shows both as they are."""
+        from . import masking
+
+        data, errors, masked = validation.data, validation.errors, []
+        if unmask:
+            return data, errors, masked
+        if data is not None:
+            data, masked = self.mask(data)
+        return data, masking.scrub(errors)[0], masked
 
 
 def names() -> list[str]:

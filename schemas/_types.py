@@ -33,10 +33,13 @@ from pydantic_core import PydanticCustomError
 AADHAAR = r"^([2-9][0-9]{11}|XXXX XXXX [0-9]{4})$"
 VID = r"^([2-9][0-9]{15}|XXXX XXXX XXXX [0-9]{4})$"
 PAN = r"^[A-Z]{5}([0-9]{4}|XXXX)[A-Z]$"
-GSTIN = r"^[0-9]{2}[A-Z]{5}[0-9]{4}[A-Z][0-9A-Z]{3}$"
+# Any 15-character GST identifier (the NIC e-invoice schema's shape): regular GSTINs and the
+# special registrations (TDS on a TAN, UIN, non-resident...) alike; the domain rules tell them
+# apart and report a special one as a warning, not a rejection.
+GSTIN = r"^[0-9]{2}[0-9A-Z]{13}$"
 IFSC = r"^[A-Z]{4}0[A-Z0-9]{6}$"
 MICR = r"^[0-9]{9}$"
-UK_VAT = r"^(GB|XI)?([0-9]{9}|[0-9]{12}|GD[0-9]{3}|HA[0-9]{3})$"
+UK_VAT = r"^(GB|XI)?([0-9]{9}|[0-9]{12}|GD[0-9]{3}|HA[0-9]{3}|(GD|HA)8888[0-9]{5})$"
 IBAN = r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$"
 SORT_CODE = r"^[0-9]{2}-[0-9]{2}-[0-9]{2}$"
 ACCOUNT_NUMBER = r"^X{0,16}[0-9]{4,20}$"

@@ -2,7 +2,8 @@
 
 Balances are signed: an overdrawn ("Dr") balance is negative, a "Cr" balance positive. Debits
 and credits are positive amounts in their own column. Rows are kept in the printed order
-(chronological or reverse-chronological; the validator detects which), without brought/carried
+(chronological or reverse-chronological; the validator detects which, from the dates or, when
+every row has the same date, from the running balances), without brought/carried
 forward, opening/closing or page-subtotal rows.
 Reconciliation (domain.md section 1.10): opening + credits - debits = closing within 0.01;
 each row's running balance exactly; a failing row is reported, never corrected.
@@ -152,8 +153,29 @@ def _period(doc: BankStatement, today: date) -> list[Issue]:
 
 
 def _reverse(doc: BankStatement) -> bool:
+    """Printed newest first? The dates decide when the first and last differ; when every row
+    has the same date (or none), the balances do: the order in which more rows follow from the
+    row before (and the opening/closing balances) wins; a tie is chronological."""
     dates = [t.date for t in doc.transactions if t.date is not None]
-    return len(dates) >= 2 and dates[0] > dates[-1]
+    if len(dates) >= 2 and dates[0] != dates[-1]:
+        return dates[0] > dates[-1]
+    return _fits(doc, newest_first=True) > _fits(doc, newest_first=False)
+
+
+def _fits(doc: BankStatement, newest_first: bool) -> int:
+    """How many balances follow from the one before in this reading order."""
+    rows = list(reversed(doc.transactions)) if newest_first else list(doc.transactions)
+    previous = doc.opening_balance
+    fits = 0
+    for t in rows:
+        delta = (t.credit or 0) - (t.debit or 0)
+        expected = None if previous is None else previous + delta
+        if t.balance is not None and expected is not None and t.balance == expected:
+            fits += 1
+        previous = t.balance if t.balance is not None else expected
+    if rows and doc.closing_balance is not None and rows[-1].balance == doc.closing_balance:
+        fits += 1
+    return fits
 
 
 def _rows(doc: BankStatement) -> list[Issue]:

@@ -5,6 +5,11 @@ empty when the value is valid; it never raises and never normalises: the decoder
 canonical form (the JSON Schema pattern), so "acup a7085r" is a format error, not a PAN to fix.
 `compact()` is there for callers that want to normalise text they typed themselves.
 Messages never contain the value itself (logs must stay free of document content).
+
+The algorithms are python-stdnum's wherever it is right (Aadhaar, VID, PAN, GSTIN checksum,
+IBAN, UK VAT): an algorithm tested only against our own second copy of it is not tested. Our own
+code remains where python-stdnum is wrong or silent, each place naming its source: GST state
+codes 38/96/97/99, special GSTIN registrations, the UK VAT remainder 55, IFSC and MICR.
 """
 
 from __future__ import annotations
@@ -15,45 +20,39 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from stdnum import exceptions as _std
+from stdnum import iban as _iban
+from stdnum import luhn as _luhn
+from stdnum import numdb as _numdb
+from stdnum import verhoeff as _verhoeff
+from stdnum.gb import vat as _gb_vat
+from stdnum.in_ import aadhaar as _aadhaar
+from stdnum.in_ import pan as _pan
+from stdnum.in_ import vid as _vid
+
 Finding = tuple[str, str, str]
+
+# The SWIFT IBAN registry as python-stdnum ships it (country -> BBAN structure).
+_IBAN_DB = _numdb.get("iban")
 
 ERROR = "error"
 WARNING = "warning"
 
-_VERHOEFF_D = (
-    (0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
-    (1, 2, 3, 4, 0, 6, 7, 8, 9, 5),
-    (2, 3, 4, 0, 1, 7, 8, 9, 5, 6),
-    (3, 4, 0, 1, 2, 8, 9, 5, 6, 7),
-    (4, 0, 1, 2, 3, 9, 5, 6, 7, 8),
-    (5, 9, 8, 7, 6, 0, 4, 3, 2, 1),
-    (6, 5, 9, 8, 7, 1, 0, 4, 3, 2),
-    (7, 6, 5, 9, 8, 2, 1, 0, 4, 3),
-    (8, 7, 6, 5, 9, 3, 2, 1, 0, 4),
-    (9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-)
-_VERHOEFF_P = (
-    (0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
-    (1, 5, 7, 6, 2, 8, 3, 0, 9, 4),
-    (5, 8, 0, 3, 7, 9, 6, 1, 4, 2),
-    (8, 9, 1, 6, 0, 4, 3, 5, 2, 7),
-    (9, 4, 5, 8, 3, 0, 2, 1, 7, 6),
-    (4, 2, 8, 6, 5, 7, 3, 9, 0, 1),
-    (2, 7, 9, 3, 8, 0, 6, 4, 1, 5),
-    (7, 0, 4, 2, 6, 1, 5, 8, 3, 9),
-)
-_VERHOEFF_INV = (0, 4, 3, 2, 1, 5, 6, 7, 8, 9)
-
 _ALNUM36 = string.digits + string.ascii_uppercase
 
+# The holder types of python-stdnum's PAN module (the 4th letter); kept here for the messages.
 PAN_HOLDER_TYPES = {
     "P": "individual", "C": "company", "H": "Hindu undivided family", "F": "firm or LLP",
     "A": "association of persons", "B": "body of individuals", "G": "government",
     "J": "artificial juridical person", "L": "local authority", "T": "trust", "K": "krish (legacy)",
 }
 
-# GST state codes (CBIC); 25 (Daman and Diu) was merged into 26 in January 2020 and 28 is
-# Andhra Pradesh before its division: both still appear on old documents.
+# GST state codes (CBIC). python-stdnum's GSTIN table stops at 37, so this table is ours: it
+# adds 38 Ladakh (UT since 31 October 2019), 97 Other Territory and 99 Centre Jurisdiction
+# (GSTN state code list, CBIC notification of state codes), and 96 Other Countries, the place
+# of supply of exports in GST returns (GSTR-1 "Place of Supply" list). 25 (Daman and Diu) was
+# merged into 26 in January 2020 and 28 is Andhra Pradesh before its division: both still
+# appear on old documents.
 GST_STATES = {
     "01": "Jammu and Kashmir", "02": "Himachal Pradesh", "03": "Punjab", "04": "Chandigarh",
     "05": "Uttarakhand", "06": "Haryana", "07": "Delhi", "08": "Rajasthan", "09": "Uttar Pradesh",
@@ -64,35 +63,40 @@ GST_STATES = {
     "27": "Maharashtra", "28": "Andhra Pradesh (before division)", "29": "Karnataka", "30": "Goa",
     "31": "Lakshadweep", "32": "Kerala", "33": "Tamil Nadu", "34": "Puducherry",
     "35": "Andaman and Nicobar Islands", "36": "Telangana", "37": "Andhra Pradesh",
-    "38": "Ladakh", "97": "Other Territory", "99": "Centre Jurisdiction",
+    "38": "Ladakh", "96": "Other Countries", "97": "Other Territory", "99": "Centre Jurisdiction",
 }
 GST_STATES_RETIRED = frozenset({"25", "28"})
-
-# IBAN lengths per country (SWIFT IBAN registry); India has no IBAN.
-IBAN_LENGTHS = {
-    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
-    "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28,
-    "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23,
-    "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26,
-    "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20,
-    "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18,
-    "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24,
-    "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24,
-    "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
-}
+# The place of supply of an export: never the state of a registration.
+GST_EXPORT = "96"
 
 _RX = {
     "aadhaar": re.compile(r"[2-9][0-9]{11}"),
     "vid": re.compile(r"[2-9][0-9]{15}"),
     "pan": re.compile(r"[A-Z]{5}[0-9]{4}[A-Z]"),
-    "gstin": re.compile(r"[0-9]{2}[A-Z]{5}[0-9]{4}[A-Z][1-9A-Z][0-9A-Z]{2}"),
+    # Any 15-character GST identifier (the shape of the NIC e-invoice schema); which form it is
+    # decides the checks below.
+    "gstin": re.compile(r"[0-9]{2}[0-9A-Z]{13}"),
     "ifsc": re.compile(r"[A-Z]{4}0[A-Z0-9]{6}"),
     "micr": re.compile(r"[0-9]{9}"),
-    "vat9": re.compile(r"[0-9]{9}([0-9]{3})?"),
     "iban": re.compile(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}"),
-    "gb_bban": re.compile(r"[A-Z]{4}[0-9]{14}"),
-    "sort_code": re.compile(r"[0-9]{2}-?[0-9]{2}-?[0-9]{2}"),
+    "uk_vat": re.compile(r"(GB|XI)?([0-9]{9}|[0-9]{12}|GD[0-9]{3}|HA[0-9]{3}|(GD|HA)8888[0-9]{5})"),
 }
+
+# GSTIN forms. The regular one is python-stdnum's (state, PAN, entity 1-9/A-Z, "Z", check).
+# The special registrations are not in python-stdnum: their shapes are those the GST portal
+# issues, as listed by the india-compliance GST app (resilient-tech, gst_india constants):
+# TDS deductors registered on a TAN, e-commerce operators collecting TCS, UIN of UN bodies and
+# embassies, non-resident taxable persons, OIDAR providers and government departments.
+_GSTIN_REGULAR = re.compile(r"[0-9]{2}[A-Z]{5}[0-9]{4}[A-Z][1-9A-Z]Z[0-9A-Z]")
+_GSTIN_PAN_BASED = re.compile(r"[0-9]{2}[A-Z]{5}[0-9]{4}[A-Z][1-9A-Z][1-9A-Z][0-9A-Z]")
+_GSTIN_SPECIAL = (
+    ("a TDS registration on a TAN", re.compile(r"[0-9]{2}[A-Z]{4}[A-Z0-9][0-9]{4}[A-Z][1-9A-Z]D"
+                                               r"[0-9A-Z]")),
+    ("a UIN of a UN body or embassy", re.compile(r"[0-9]{4}[A-Z]{3}[0-9]{5}[UO]N[0-9A-Z]")),
+    ("a non-resident taxable person", re.compile(r"[0-9]{4}[A-Z]{3}[0-9]{5}NR[0-9A-Z]")),
+    ("an OIDAR registration", re.compile(r"99[0-9]{2}[A-Z]{3}[0-9]{5}OS[0-9A-Z]")),
+    ("a government department ID", re.compile(r"[0-9]{2}[A-Z]{4}[0-9]{5}[A-Z][0-9]Z[0-9]")),
+)
 
 
 def compact(value: str) -> str:
@@ -109,94 +113,117 @@ def _is_str(value: Any) -> bool:
 
 
 def verhoeff_digit(digits: str) -> str:
-    """The Verhoeff check digit to append to the decimal string `digits`."""
-    c = 0
-    for i, ch in enumerate(reversed(digits)):
-        c = _VERHOEFF_D[c][_VERHOEFF_P[(i + 1) % 8][int(ch)]]
-    return str(_VERHOEFF_INV[c])
+    """The Verhoeff check digit to append to the decimal string `digits` (python-stdnum)."""
+    return _verhoeff.calc_check_digit(digits)
 
 
 def verhoeff_ok(digits: str) -> bool:
     """True when the decimal string `digits` ends with its correct Verhoeff check digit."""
-    if not digits or not digits.isascii() or not digits.isdigit():
+    if not isinstance(digits, str) or not digits.isascii() or not digits.isdigit():
         return False
-    c = 0
-    for i, ch in enumerate(reversed(digits)):
-        c = _VERHOEFF_D[c][_VERHOEFF_P[i % 8][int(ch)]]
-    return c == 0
+    return _verhoeff.is_valid(digits)
 
 
 def aadhaar(value: Any) -> list[Finding]:
-    """12 digits, first 2-9, not a palindrome, Verhoeff check digit (UIDAI)."""
+    """12 digits, first 2-9, not a palindrome, Verhoeff check digit (UIDAI; python-stdnum
+    stdnum.in_.aadhaar)."""
     if not _is_str(value) or not _RX["aadhaar"].fullmatch(value):
         return _err("aadhaar_format", "an Aadhaar number is 12 digits, the first one 2-9")
-    if value == value[::-1]:
-        return _err("aadhaar_format", "a palindrome is not a valid Aadhaar number")
-    if not verhoeff_ok(value):
+    try:
+        _aadhaar.validate(value)
+    except _std.InvalidChecksum:
         return _err("aadhaar_checksum", "the Verhoeff check digit does not match")
+    except _std.ValidationError:
+        return _err("aadhaar_format", "a palindrome is not a valid Aadhaar number")
     return []
 
 
 def vid(value: Any) -> list[Finding]:
-    """Virtual ID: 16 digits, first 2-9, Verhoeff check digit."""
+    """Virtual ID: 16 digits, first 2-9, not a palindrome, Verhoeff check digit (python-stdnum
+    stdnum.in_.vid)."""
     if not _is_str(value) or not _RX["vid"].fullmatch(value):
         return _err("vid_format", "a VID is 16 digits, the first one 2-9")
-    if not verhoeff_ok(value):
+    try:
+        _vid.validate(value)
+    except _std.InvalidChecksum:
         return _err("vid_checksum", "the Verhoeff check digit does not match")
+    except _std.ValidationError:
+        return _err("vid_format", "a palindrome is not a valid VID")
     return []
 
 
 def pan(value: Any) -> list[Finding]:
-    """AAAAA9999A; 4th letter a holder type; serial 0001-9999. The 10th letter's algorithm is
-    not public, so it is not checked."""
+    """AAAAA9999A; 4th letter a holder type; serial 0001-9999 (python-stdnum stdnum.in_.pan).
+    The 10th letter's algorithm is not public, so it is not checked."""
     if not _is_str(value) or not _RX["pan"].fullmatch(value):
         return _err("pan_format", "a PAN is 5 letters, 4 digits, 1 letter")
-    if value[3] not in PAN_HOLDER_TYPES:
-        return _err("pan_holder_type", "the 4th letter is not a known PAN holder type")
+    if _pan.is_valid(value):
+        return []
     if value[5:9] == "0000":
         return _err("pan_serial", "the serial number 0000 is never issued")
-    return []
+    return _err("pan_holder_type", "the 4th letter is not a known PAN holder type")
 
 
 def gstin_check_char(first14: str) -> str:
-    """Luhn mod 36 check character for the first 14 characters of a GSTIN."""
-    total = 0
-    for i, ch in enumerate(first14):
-        v = _ALNUM36.index(ch) * (2 if i % 2 else 1)
-        total += v // 36 + v % 36
-    return _ALNUM36[(36 - total % 36) % 36]
+    """Luhn mod 36 check character for the first 14 characters of a GSTIN (python-stdnum)."""
+    return _luhn.calc_check_digit(first14, _ALNUM36)
 
 
 def gstin(value: Any) -> list[Finding]:
-    """State code, embedded PAN, registration count 1-9/A-Z, Luhn mod 36 check character."""
+    """A regular GSTIN: state code, embedded PAN, registration count 1-9/A-Z, "Z", Luhn mod 36
+    check character (python-stdnum stdnum.in_.gstin, with our state code table). Special
+    registrations (TDS on a TAN, TCS, UIN, non-resident, OIDAR, government) are warnings."""
     if not _is_str(value) or not _RX["gstin"].fullmatch(value):
-        return _err("gstin_format", "a GSTIN is 2 digits, a PAN, an entity code 1-9/A-Z, "
-                    "a letter or digit and a check character")
+        return _err("gstin_format", "a GSTIN is 15 capital letters and digits, the first two "
+                    "a state code")
+    if _GSTIN_PAN_BASED.fullmatch(value):
+        return _gstin_pan_based(value)
+    for kind, rx in _GSTIN_SPECIAL:
+        if rx.fullmatch(value):
+            found = [("gstin_special", f"{kind}: a special registration; check it on the GST "
+                                       "portal", WARNING)]
+            if not _luhn.is_valid(value, _ALNUM36):
+                # The portal's check character of these forms is not documented publicly:
+                # reported, never a rejection (domain.md 1.3).
+                found.append(("gstin_checksum", "the check character (15th) does not match the "
+                              "regular GSTIN algorithm", WARNING))
+            return found
+    return _err("gstin_format", "not a GSTIN: 2 digits, a PAN, an entity code 1-9/A-Z, Z and a "
+                "check character (or a recognised special registration)")
+
+
+def _gstin_pan_based(value: str) -> list[Finding]:
     found: list[Finding] = []
-    if value[:2] not in GST_STATES:
+    state = value[:2]
+    if state == GST_EXPORT:
+        found.append(("gstin_state_code", "96 is the place of supply of exports, not a state "
+                      "of registration", WARNING))
+    elif state not in GST_STATES:
         found.append(("gstin_state_code", "the first two digits are not a GST state code", ERROR))
-    elif value[:2] in GST_STATES_RETIRED:
+    elif state in GST_STATES_RETIRED:
         found.append(("gstin_state_code", "the state code is no longer issued", WARNING))
     for code, msg, sev in pan(value[2:12]):
         found.append(("gstin_pan", f"characters 3-12 are not a valid PAN: {msg}", sev))
     if value[13] != "Z":
         found.append(("gstin_special", ("the 14th character is not Z: a special registration "
-                                        "(TDS/TCS, UIN, non-resident); check it on the GST "
-                                        "portal"), WARNING))
-    if gstin_check_char(value[:14]) != value[14]:
+                                        "(e.g. TCS of an e-commerce operator); check it on the "
+                                        "GST portal"), WARNING))
+    if not _luhn.is_valid(value, _ALNUM36):
         found.append(("gstin_checksum", "the check character (15th) does not match", ERROR))
     return found
 
 
 def ifsc(value: Any) -> list[Finding]:
-    """4-letter bank code, "0", 6-character branch code (RBI); no check digit exists."""
+    """4-letter bank code, "0", 6-character branch code; no check digit exists. Our own check:
+    python-stdnum has no IFSC module (RBI, IFSC format)."""
     if not _is_str(value) or not _RX["ifsc"].fullmatch(value):
         return _err("ifsc_format", "an IFSC is 4 letters, 0, then 6 letters or digits")
     return []
 
 
 def micr(value: Any) -> list[Finding]:
-    """9 digits: city, bank and branch codes; no check digit exists."""
+    """9 digits: city, bank and branch codes; no check digit exists. Our own check:
+    python-stdnum has no MICR module (RBI, MICR code structure)."""
     if not _is_str(value) or not _RX["micr"].fullmatch(value):
         return _err("micr_format", "a MICR code is 9 digits")
     if value[:3] == "000":
@@ -206,56 +233,60 @@ def micr(value: Any) -> list[Finding]:
 
 def uk_vat_checksum(nine: str) -> int:
     """HMRC weighted sum of a 9-digit VAT number, mod 97 (0: old series, 42: "9755" series)."""
-    weights = (8, 7, 6, 5, 4, 3, 2, 10, 1)
-    return sum(w * int(d) for w, d in zip(weights, nine)) % 97
+    return _gb_vat.checksum(nine)
 
 
 def uk_vat(value: Any) -> list[Finding]:
-    """GB/XI prefix optional; 9 digits, 12 (9 + branch), GD000-GD499 or HA500-HA999."""
-    if not _is_str(value):
-        return _err("vat_number_format", "a UK VAT number is a string")
-    body = value[2:] if value[:2] in ("GB", "XI") else value
-    if body.startswith("GD") and body[2:].isdigit() and len(body) == 5 and body.isascii():
-        if int(body[2:]) < 500:
-            return []
-        return _err("vat_number_format", "government department numbers are GD000-GD499")
-    if body.startswith("HA") and body[2:].isdigit() and len(body) == 5 and body.isascii():
-        if int(body[2:]) >= 500:
-            return []
-        return _err("vat_number_format", "health authority numbers are HA500-HA999")
-    if not _RX["vat9"].fullmatch(body):
+    """GB/XI prefix optional; 9 digits, 12 (9 + branch), GD000-GD499, HA500-HA999 or the
+    GD8888/HA8888 forms (python-stdnum stdnum.gb.vat), with one correction: python-stdnum also
+    accepts a weighted-sum remainder of 55. HMRC's rule has two series only: the original one
+    (sum mod 97 == 0) and the "9755" one for numbers issued from November 2009 (sum + 55 is a
+    multiple of 97, i.e. remainder 42); see domain.md 1.8 and HMRC's VAT registration number
+    check (VATREC / "9755" modulus). Remainder 55 is neither."""
+    if not _is_str(value) or not _RX["uk_vat"].fullmatch(value):
         return _err("vat_number_format", "a UK VAT number is 9 or 12 digits (GB/XI prefix "
                     "optional), GDnnn or HAnnn")
-    remainder = uk_vat_checksum(body[:9])
-    if remainder == 0 or (remainder == 42 and int(body[:9]) >= 100_000_000):
-        return []
-    return _err("vat_number_checksum", "the mod 97 check digits do not match")
+    try:
+        body = _gb_vat.validate(value)
+    except _std.InvalidChecksum:
+        return _err("vat_number_checksum", "the mod 97 check digits do not match")
+    except _std.ValidationError:
+        return _err("vat_number_format", "government department numbers are GD000-GD499, "
+                    "health authorities HA500-HA999")
+    if body.isdigit() and uk_vat_checksum(body[:9]) == 55:
+        return _err("vat_number_checksum", "the mod 97 check digits do not match")
+    return []
 
 
 def iban_check_digits(country: str, bban: str) -> str:
-    """The two check digits of the IBAN with this country code and BBAN."""
-    return f"{98 - _iban_mod97(bban + country + '00'):02d}"
-
-
-def _iban_mod97(text: str) -> int:
-    return int("".join(str(_ALNUM36.index(c)) for c in text)) % 97
+    """The two check digits of the IBAN with this country code and BBAN (python-stdnum)."""
+    return _iban.calc_check_digits(country + "00" + bban)
 
 
 def iban(value: Any) -> list[Finding]:
-    """ISO 13616: country length and, for GB, the BBAN shape; mod 97 of the rearranged string
-    must be 1."""
+    """ISO 13616 (python-stdnum stdnum.iban): a country of the SWIFT IBAN registry, its BBAN
+    structure and length, mod 97 == 1, and the national check digits inside the BBAN where
+    python-stdnum knows them (BE, ES, ME, NO). A Belgian bank code missing from python-stdnum's
+    bank list is a warning: the list is a lookup table that can be out of date."""
     if not _is_str(value) or not _RX["iban"].fullmatch(value):
         return _err("iban_format", "an IBAN is a country code, 2 check digits and the BBAN")
-    length = IBAN_LENGTHS.get(value[:2])
-    if length is None:
+    if not _IBAN_DB.info(value)[0][1]:
         return _err("iban_country", "this country does not use IBANs")
-    if len(value) != length:
-        return _err("iban_format", f"an IBAN of this country has {length} characters")
-    if value[:2] == "GB" and not _RX["gb_bban"].fullmatch(value[4:]):
-        return _err("iban_format", "a GB IBAN holds 4 letters, a sort code and an 8-digit "
-                    "account number")
-    if _iban_mod97(value[4:] + value[:4]) != 1:
+    # The structure alone: the same BBAN with correct check digits.
+    shaped = value[:2] + iban_check_digits(value[:2], value[4:]) + value[4:]
+    try:
+        _iban.validate(shaped, check_country=False)
+    except _std.ValidationError:
+        return _err("iban_format", "the BBAN does not have this country's length or structure")
+    if shaped != value:
         return _err("iban_checksum", "the IBAN check digits do not match")
+    try:
+        _iban.validate(value, check_country=True)
+    except _std.InvalidComponent:
+        return [("iban_bank", "the bank code is not in python-stdnum's list for this country",
+                 WARNING)]
+    except _std.ValidationError:
+        return _err("iban_checksum", "the national check digits inside the IBAN do not match")
     return []
 
 

@@ -6,10 +6,16 @@ in percent (the GST rate, split in halves as CGST + SGST within a state; or the 
 Arithmetic (domain.md sections 1.6, 1.7), all in Decimal:
 - line: amount = quantity x unit_price - discount (+-0.01); tax = amount x rate (+-0.01);
 - totals: taxable_value = sum of line amounts; each tax total = sum of its line taxes
-  (+-0.01 per line); tax_total = CGST + SGST + IGST + cess (or the VAT);
-- grand_total = taxable_value + tax_total + round_off (+-0.01), |round_off| < 1.00;
+  (+-0.01 per line); tax_total = CGST + SGST + IGST + cess (or the VAT); when the lines print
+  no tax of that kind, each total is checked against the lines' rates instead (CGST and SGST
+  each amount x rate / 2, IGST and VAT amount x rate);
+- grand_total = taxable_value + tax_total + round_off (+-0.01), |round_off| < 1.00; with no tax
+  totals printed, the tax is the sum of the lines' taxes;
 - GST: CGST = SGST and no IGST when the supplier's state is the place of supply, else IGST only
-  (IGST within one state is only a warning: SEZ and export supplies are inter-state);
+  (IGST within one state is only a warning: SEZ and export supplies are inter-state), on the
+  totals and on every line;
+- exports (place of supply 96, "Other Countries") are inter-state: IGST, or zero-rated under a
+  Letter of Undertaking with no tax at all (IGST Act s.16; CGST Rules r.96A);
 - the amount in words, when it can be read, equals the grand total.
 GSTINs and VAT numbers are public registration numbers and are not masked.
 """
@@ -194,6 +200,12 @@ def _rates(doc: Invoice) -> frozenset[Decimal] | None:
     return None
 
 
+def _export(doc: Invoice) -> bool:
+    """Place of supply 96 ("Other Countries"): an export, inter-state by law (IGST Act s.7(5))."""
+    place = doc.place_of_supply_code or doc.buyer.state_code
+    return place == checks.GST_EXPORT
+
+
 def _intra_state(doc: Invoice) -> bool | None:
     """Supplier's state == place of supply; None when either is unknown."""
     supplier = doc.supplier.gstin[:2] if doc.supplier.gstin else doc.supplier.state_code
@@ -255,6 +267,8 @@ def _line_tax(doc: Invoice, i: int, line: Line, intra: bool | None) -> list[Issu
     else:
         expected_taxes.append(("tax_amount", line.tax_amount, full))
     for name, shown, expected in expected_taxes:
+        if shown is not None and shown == 0 and _export(doc):
+            continue  # zero-rated export under a Letter of Undertaking: no tax charged
         if shown is not None and not close(shown, expected):
             found.append(error(loc("lines", i, name), "line_tax",
                                f"amount x rate gives {fmt(expected)}, the line shows {fmt(shown)}"))
@@ -266,6 +280,15 @@ def _sum(values: list[Decimal | None]) -> Decimal | None:
     if not values or any(v is None for v in values):
         return None
     return sum(values, Decimal(0))
+
+
+def _line_tax_of(line: Line) -> Decimal | None:
+    """The tax a line prints: its tax amount, else the sum of the parts it prints."""
+    if line.tax_amount is not None:
+        return line.tax_amount
+    parts = [v for v in (line.cgst_amount, line.sgst_amount, line.igst_amount, line.cess_amount)
+             if v is not None]
+    return sum(parts, Decimal(0)) if parts else None
 
 
 def _totals(doc: Invoice) -> list[Issue]:
@@ -289,22 +312,67 @@ def _totals(doc: Invoice) -> list[Issue]:
     if tax is not None and parts and not close(tax, sum(parts, Decimal(0))):
         found.append(error("tax_total", "tax_total",
                            "the tax total differs from CGST + SGST + IGST + cess"))
-    line_tax = _sum([ln.tax_amount for ln in lines])
+    line_tax = _sum([_line_tax_of(ln) for ln in lines])
     if tax is not None and not parts and line_tax is not None and not close(tax, line_tax, tolerance):
         found.append(error("tax_total", "tax_total", f"the lines' tax adds up to {fmt(line_tax)}"))
+    found += _rate_totals(doc, tolerance)
     if tax is None and parts:
         tax = sum(parts, Decimal(0))
-    if tax is None and doc.tax_regime != "in_gst":
-        tax = _sum([ln.tax_amount for ln in lines])
+    if tax is None:
+        # Tax printed per line only: the grand total holds the lines' taxes.
+        tax = sum((t for t in map(_line_tax_of, lines) if t is not None), Decimal(0))
     if doc.round_off is not None and abs(doc.round_off) >= ROUND_OFF_LIMIT:
         found.append(error("round_off", "round_off", "a round off is less than 1.00"))
     base = doc.taxable_value if doc.taxable_value is not None else net
     if doc.grand_total is not None and base is not None:
-        expected = base + (tax or 0) + (doc.round_off or 0)
+        expected = base + tax + (doc.round_off or 0)
         if not close(expected, doc.grand_total):
             found.append(error("grand_total", "grand_total",
                                f"taxable value + tax + round off = {fmt(expected)}, the invoice "
                                f"shows {fmt(doc.grand_total)}"))
+    return found
+
+
+def _rate_totals(doc: Invoice, tolerance: Decimal) -> list[Issue]:
+    """Tax totals against the lines' rates where the lines print no tax of that kind (CGST and
+    SGST of 180.00 each on 1000.00 at 18% are wrong: each is 90.00). Needs every line's amount
+    and rate; per-line rounding and rounding on the total both stay within the tolerance."""
+    lines = doc.lines
+    if not lines or any(ln.amount is None or ln.tax_rate is None for ln in lines):
+        return []
+    full = sum((round2(ln.amount * ln.tax_rate / 100) for ln in lines), Decimal(0))
+    half = sum((round2(ln.amount * ln.tax_rate / 200) for ln in lines), Decimal(0))
+    found: list[Issue] = []
+
+    def against(name: str, shown: Decimal | None, expected: Decimal, what: str) -> None:
+        if shown is None or close(shown, expected, tolerance):
+            return
+        if shown == 0 and _export(doc):
+            return  # zero-rated export under a Letter of Undertaking
+        found.append(error(name, "tax_total", f"{what} at the lines' rates is {fmt(expected)}, "
+                                              f"the invoice shows {fmt(shown)}"))
+
+    def unprinted(line_name: str) -> bool:
+        return all(getattr(ln, line_name) is None for ln in lines)
+
+    if doc.tax_regime == "in_gst":
+        # Which kind is due: the place of supply decides; unknown, the kind the invoice charges
+        # (a "0.00" of the other kind is not checked against the rate).
+        intra = _intra_state(doc)
+        charged = {n: v is not None and v != 0 for n, v in (
+            ("local", doc.cgst_total or doc.sgst_total), ("igst", doc.igst_total))}
+        if intra is True or (intra is None and charged["local"]):
+            if unprinted("cgst_amount"):
+                against("cgst_total", doc.cgst_total, half, "CGST")
+            if unprinted("sgst_amount"):
+                against("sgst_total", doc.sgst_total, half, "SGST")
+        if (intra is False or (intra is None and charged["igst"])) and unprinted("igst_amount"):
+            against("igst_total", doc.igst_total, full, "IGST")
+    parts = (doc.cgst_total, doc.sgst_total, doc.igst_total)
+    if (doc.tax_total is not None and all(p is None for p in parts)
+            and all(_line_tax_of(ln) is None for ln in lines)):
+        against("tax_total", doc.tax_total - (doc.cess_total or 0), full,
+                "VAT" if doc.tax_regime == "uk_vat" else "the tax")
     return found
 
 
@@ -323,6 +391,7 @@ def _gst_split(doc: Invoice) -> list[Issue]:
                                "the line's CGST and SGST differ"))
     if intra is None:
         return found
+    found += _gst_split_lines(doc, intra, has["igst"])
     if intra:
         if has["igst"] and (has["cgst"] or has["sgst"]):
             found.append(error("igst_total", "tax_split",
@@ -336,6 +405,30 @@ def _gst_split(doc: Invoice) -> list[Issue]:
     elif has["cgst"] or has["sgst"]:
         found.append(error("cgst_total" if has["cgst"] else "sgst_total", "tax_split",
                            "between states only IGST is charged, not CGST/SGST"))
+    return found
+
+
+def _gst_split_lines(doc: Invoice, intra: bool, igst_total: bool) -> list[Issue]:
+    """The intra/inter-state rule on each line's taxes."""
+    found: list[Issue] = []
+    for i, line in enumerate(doc.lines):
+        igst = line.igst_amount is not None and line.igst_amount != 0
+        local = [n for n in ("cgst_amount", "sgst_amount")
+                 if getattr(line, n) is not None and getattr(line, n) != 0]
+        if not intra and local:
+            found.append(error(loc("lines", i, local[0]), "tax_split",
+                               "between states only IGST is charged, not CGST/SGST"))
+        elif intra and igst and local:
+            found.append(error(loc("lines", i, "igst_amount"), "tax_split",
+                               "a line has either IGST or CGST + SGST, not both"))
+        elif intra and igst and not igst_total:
+            found.append(warning(loc("lines", i, "igst_amount"), "tax_split",
+                                 "IGST within one state: only right for SEZ or export supplies"))
+        elif intra and len(local) == 1:
+            other = "sgst_amount" if local == ["cgst_amount"] else "cgst_amount"
+            if getattr(line, other) is not None:  # printed as zero, not merely absent
+                found.append(error(loc("lines", i, other), "tax_split",
+                                   "within one state both CGST and SGST are charged"))
     return found
 
 

@@ -7,6 +7,7 @@ import io
 import json
 import random
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import pymupdf
@@ -14,6 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
+from stdnum import iban as std_iban
+from stdnum.gb import vat as std_gb_vat
+from stdnum.in_ import aadhaar as std_aadhaar
+from stdnum.in_ import gstin as std_gstin
+from stdnum.in_ import pan as std_pan
+from stdnum.in_ import vid as std_vid
 
 from docextract.console import Console
 from docextract.samples import generate, ids, money, photo, render
@@ -143,6 +150,61 @@ def test_wrap_keeps_every_character():
     assert len(lines) > 1
     assert all(render.text_width(line, 7.2) <= 120 for line in lines)
     assert "".join(lines).replace(" ", "") == s.replace(" ", "")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=2**32))
+def test_generated_identifiers_pass_python_stdnum(seed):
+    """samples/ids.py is our own code: every identifier it makes must satisfy python-stdnum, the
+    reference nobody here wrote, and every broken one must fail it."""
+    rng = random.Random(seed)
+    number = ids.aadhaar(rng)
+    assert std_aadhaar.is_valid(number)
+    assert not std_aadhaar.is_valid(ids.break_verhoeff(number))
+    body = "".join(rng.choice("0123456789") for _ in range(15))
+    assert std_vid.is_valid("9" + body[1:] + ids.verhoeff_check_digit("9" + body[1:])) or (
+        body[1:] == body[1:][::-1])
+    pan = ids.pan(rng, rng.choice("PCFHT"), rng.choice("ABCXYZ"))
+    assert std_pan.is_valid(pan)
+    gstin = ids.gstin(rng, rng.choice(ids.GST_STATES)[0], pan)
+    assert std_gstin.is_valid(gstin)
+    assert not std_gstin.is_valid(ids.break_gstin(gstin))
+    assert std_gb_vat.is_valid(ids.uk_vat(rng))
+    sort, account = f"{rng.randint(0, 999999):06d}", f"{rng.randint(0, 10**8 - 1):08d}"
+    assert std_iban.is_valid(ids.iban_gb("WEST", sort, account))
+
+
+def test_committed_and_generated_identifiers_pass_python_stdnum():
+    """Every identifier in every valid sample truth (committed set and a fresh seed) passes
+    python-stdnum; the broken Aadhaar variant fails it."""
+    docs = [generate.make(kind, 5, 1).truth for kind in generate.KINDS]
+    data = Path(generate.__file__).parent / "data"
+    manifest = json.loads((data / "manifest.json").read_text())["documents"]
+    docs += [json.loads((data / e["truth"]).read_text()) for e in manifest if not e["broken"]]
+    seen = set()
+    for doc in docs:
+        if "aadhaar_number" in doc:
+            assert std_aadhaar.is_valid(doc["aadhaar_number"])
+            assert doc["vid"] is None or std_vid.is_valid(doc["vid"])
+            seen.add("aadhaar")
+        if "pan" in doc:
+            assert std_pan.is_valid(doc["pan"])
+            seen.add("pan")
+        for party in (doc.get("supplier") or {}, doc.get("buyer") or {}):
+            if party.get("gstin"):
+                assert std_gstin.is_valid(party["gstin"])
+                seen.add("gstin")
+            if party.get("vat_number"):
+                assert std_gb_vat.is_valid(party["vat_number"])
+                seen.add("vat")
+        if doc.get("ifsc"):
+            # python-stdnum has no IFSC/MICR module: our own shape checks (RBI formats).
+            assert checks.ifsc(doc["ifsc"]) == [] and checks.micr(doc["micr"]) == []
+            seen.add("ifsc")
+    # The statements are Indian (no IBAN): ids.iban_gb is checked by the property test above.
+    assert seen == {"aadhaar", "pan", "gstin", "vat", "ifsc"}
+    broken = generate.make("aadhaar", 1, 1, "checksum").truth["aadhaar_number"]
+    assert not std_aadhaar.is_valid(broken)
 
 
 @settings(max_examples=60, deadline=None)

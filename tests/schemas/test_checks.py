@@ -12,6 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stdnum import iban as std_iban
+from stdnum import luhn as std_luhn
+from stdnum import verhoeff as std_verhoeff
+
 from docextract.schemas import checks
 
 VALID = {
@@ -25,6 +29,7 @@ VALID = {
     "micr": ["400002012"],
     "sort_code": ["12-34-56"],
 }
+ALNUM36 = string.digits + string.ascii_uppercase
 # Characters a misread or a typo can put in an identifier.
 ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase + " -./"
 FAST = settings(max_examples=60, deadline=None)
@@ -95,6 +100,7 @@ def test_specific_codes():
     assert checks.vid("2341234123412342")[0][0] == "vid_checksum"
     assert checks.gstin("27AAPFU0939F1ZW")[0][0] == "gstin_checksum"
     assert checks.gstin("27AAPFU0939F0ZV")[0][0] == "gstin_format"
+    assert checks.vid("2341234114321432")[0][0] in ("vid_format", "vid_checksum")
     assert {f[0] for f in checks.gstin("40AAPFU0939F1ZV")} >= {"gstin_state_code"}
     assert {f[0] for f in checks.gstin("27AAPXU0939F1ZV")} >= {"gstin_pan"}
     assert checks.uk_vat("980780685")[0][0] == "vat_number_checksum"
@@ -110,14 +116,15 @@ def test_specific_codes():
 @pytest.mark.parametrize("code", ["38", "97", "99"])
 def test_gstin_new_and_special_state_codes(code):
     first14 = code + "AAPFU0939F1Z"
-    assert checks.gstin(first14 + checks.gstin_check_char(first14)) == []
+    assert checks.gstin(first14 + std_luhn.calc_check_digit(first14, ALNUM36)) == []
 
 
 def test_gstin_retired_state_and_special_registration_are_warnings():
     for first14 in ("25AAPFU0939F1Z", "27AAPFU0939F1D"):
-        found = checks.gstin(first14 + checks.gstin_check_char(first14))
+        number = first14 + std_luhn.calc_check_digit(first14, ALNUM36)
+        found = checks.gstin(number)
         assert found and all(sev == "warning" for _, _, sev in found)
-        assert checks.is_valid(checks.gstin, first14 + checks.gstin_check_char(first14))
+        assert checks.is_valid(checks.gstin, number)
 
 
 def test_uk_vat_second_series_and_low_numbers():
@@ -132,18 +139,19 @@ def test_uk_vat_second_series_and_low_numbers():
 @FAST
 @given(st.text("0123456789", min_size=11, max_size=11).filter(lambda s: s[0] not in "01"))
 def test_generated_aadhaar_numbers_pass(body):
-    number = body + checks.verhoeff_digit(body)
+    number = body + std_verhoeff.calc_check_digit(body)
     assert checks.aadhaar(number) == [] or number == number[::-1]
 
 
 @FAST
 @given(st.text("0123456789", min_size=15, max_size=15).filter(lambda s: s[0] not in "01"))
 def test_generated_vids_pass(body):
-    assert checks.vid(body + checks.verhoeff_digit(body)) == []
+    number = body + std_verhoeff.calc_check_digit(body)
+    assert checks.vid(number) == [] or number == number[::-1]
 
 
 @FAST
-@given(st.sampled_from(sorted(checks.GST_STATES.keys() - checks.GST_STATES_RETIRED)),
+@given(st.sampled_from(sorted(checks.GST_STATES.keys() - checks.GST_STATES_RETIRED - {"96"})),
        st.text(string.ascii_uppercase, min_size=3, max_size=3),
        st.sampled_from(sorted(checks.PAN_HOLDER_TYPES)), st.sampled_from(string.ascii_uppercase),
        st.integers(1, 9999), st.sampled_from(string.ascii_uppercase),
@@ -152,7 +160,7 @@ def test_generated_gstins_pass(state, head, holder, fifth, serial, last, entity)
     pan = f"{head}{holder}{fifth}{serial:04d}{last}"
     assert checks.pan(pan) == []
     first14 = f"{state}{pan}{entity}Z"
-    assert checks.gstin(first14 + checks.gstin_check_char(first14)) == []
+    assert checks.gstin(first14 + std_luhn.calc_check_digit(first14, ALNUM36)) == []
 
 
 @FAST
@@ -173,7 +181,7 @@ def test_generated_uk_vat_numbers_pass(seven, remainder, prefix, branch):
        st.text("0123456789", min_size=14, max_size=14))
 def test_generated_gb_ibans_pass(bank, numbers):
     bban = bank + numbers
-    assert checks.iban("GB" + checks.iban_check_digits("GB", bban) + bban) == []
+    assert checks.iban("GB" + std_iban.calc_check_digits("GB00" + bban) + bban) == []
 
 
 ALL_CHECKS = [checks.aadhaar, checks.vid, checks.pan, checks.gstin, checks.ifsc, checks.micr,
