@@ -85,6 +85,16 @@ class Console:
         self.out.write(dumps(obj) + "\n")
         self.out.flush()
 
+    def drop_stdout(self) -> None:
+        """stdout's reader went away (`| head -1`): later writes, and the flush at exit, go
+        nowhere instead of raising BrokenPipeError again."""
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.out.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
     def emit_text(self, text: str) -> None:
         self.out.write(text if text.endswith("\n") else text + "\n")
         self.out.flush()
