@@ -79,7 +79,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     it points to is replaced, the link kept); a device or FIFO is written directly. A failure
     raises OutputError naming `path` and the reason."""
     given = path
-    path = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
     try:
         st = os.stat(path)
     except OSError:
@@ -91,6 +90,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         except OSError as exc:
             raise output_error(given, exc) from None
         return
+    path = _resolve_link(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:_TEMP_NAME_CHARS]}.", suffix=".tmp",
                                    dir=path.parent)
@@ -117,6 +117,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _resolve_link(path: str | os.PathLike) -> Path:
+    """A symbolic link followed to the file it names (that file is written, the link kept)."""
+    return Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
+
+
 @dataclass
 class OutputTarget:
     """An output path once checked: `real` is the file written (a symbolic link followed);
@@ -137,13 +142,14 @@ def check_output(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike]
     cannot be written, the name is too long, a symbolic link loop."""
     given = os.fspath(path)
     name = display_name(given)
-    real = Path(os.path.realpath(given)) if os.path.islink(given) else Path(given)
     try:
-        st = os.stat(real)
+        st = os.stat(given)
     except FileNotFoundError:
         st = None
     except OSError as exc:
         raise output_error(given, exc) from None
+    # A device or FIFO is written as named (/dev/stdout is a link to a pipe that has no folder).
+    real = Path(given) if st is not None and not stat.S_ISREG(st.st_mode) else _resolve_link(given)
     if st is not None:
         if stat.S_ISDIR(st.st_mode):
             raise UsageError(f"--out {name} is a folder",
