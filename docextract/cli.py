@@ -61,6 +61,10 @@ RetriesOpt = Annotated[int, typer.Option("--retries", min=0, max=5,
                                          help="Extra attempts when hard validation errors remain.")]
 OfflineOpt = Annotated[bool, typer.Option("--offline", envvar="HF_HUB_OFFLINE",
                                           help="Never download anything.")]
+WindowOpt = Annotated[Optional[int], typer.Option(
+    "--window", min=0, envvar="DOCEXTRACT_WINDOW",
+    help="Pages per request for the rows of long statements and invoices (default: what fits "
+         "the context, at most 4); 0 reads a document in one request.")]
 
 
 def _console(quiet: bool = False, verbose: bool = False, no_progress: bool = False) -> Console:
@@ -88,12 +92,12 @@ def _guard(console: Console) -> Iterator[None]:
 
 
 def _options(schema, model, pages, dpi, max_pixels, password, experts, device, unmask, retries,
-             offline):
+             offline, window=None):
     from .pipeline import RunOptions
 
     return RunOptions(schema=schema, model=model, pages=pages, dpi=dpi, max_pixels=max_pixels,
                       password=password, experts=experts, device=device, unmask=unmask,
-                      retries=retries, offline=offline)
+                      retries=retries, offline=offline, window=window)
 
 
 @app.command()
@@ -101,7 +105,9 @@ def run(files: Annotated[List[str], typer.Argument(help="PDF or image files; - r
         schema: SchemaOpt, model: ModelOpt = None, pages: PagesOpt = None, dpi: DpiOpt = None,
         max_pixels: MaxPixelsOpt = None, password: PasswordOpt = None,
         experts: ExpertsOpt = None, device: DeviceOpt = None, unmask: UnmaskOpt = False,
-        retries: RetriesOpt = 1, offline: OfflineOpt = False,
+        retries: RetriesOpt = 1, offline: OfflineOpt = False, window: WindowOpt = None,
+        one_document: Annotated[bool, typer.Option("--one-document", help="The files are the "
+                                                   "pages of one document, in order.")] = False,
         out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write here (atomically) "
                                                     "instead of stdout.")] = None,
         quiet: Quiet = False, verbose: Verbose = False, no_progress: NoProgress = False) -> None:
@@ -120,8 +126,9 @@ def run(files: Annotated[List[str], typer.Argument(help="PDF or image files; - r
     console = _console(quiet, verbose, no_progress)
     with _guard(console):
         opts = _options(schema, model, pages, dpi, max_pixels, password, experts, device, unmask,
-                        retries, offline)
-        code = run_files(files, opts, console, out=str(out) if out else None)
+                        retries, offline, window)
+        code = run_files(files, opts, console, out=str(out) if out else None,
+                         one_document=one_document)
     raise typer.Exit(int(code))
 
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 from .console import Console, dumps
 from .errors import DocextractError, ExitCode, InputError, ModelError
 from .fsutil import atomic_write_text, display_name
-from . import windows
+from . import grouping, windows
 
 DEFAULT_RETRIES = 1
 
@@ -416,8 +416,9 @@ def process_file(source: str, target, opts: RunOptions, get_engine: Callable[[],
 
 
 def run_files(files: Sequence[str], opts: RunOptions, console: Console, *, out: str | None = None,
-              engine_factory: EngineFactory | None = None) -> ExitCode:
+              engine_factory: EngineFactory | None = None, one_document: bool = False) -> ExitCode:
     """`docextract run`: one record per input; one input -> one JSON object, several -> JSONL.
+    With `one_document`, all the files are the pages of one document (see grouping.py).
 
     Exit code: 3 if any input could not be read, else 4 on an engine failure, else 1 if any
     extraction is invalid, else 0. With one input, an unreadable file is only an error line
@@ -435,11 +436,14 @@ def run_files(files: Sequence[str], opts: RunOptions, console: Console, *, out: 
 
     records: list[dict[str, Any]] = []
     code = ExitCode.OK
-    single = len(files) == 1
-    with console.progress("documents", total=len(files)) as bar:
-        for source in files:
+    documents = [list(files)] if one_document and len(files) > 1 else [[f] for f in files]
+    single = len(documents) == 1
+    with console.progress("documents", total=len(documents)) as bar:
+        for doc in documents:
+            source = doc[0]
             try:
-                record = process_file(source, target, opts, get_engine)
+                record = (process_file(source, target, opts, get_engine) if len(doc) == 1 else
+                          grouping.process_document(doc, target, opts, get_engine))
             except InputError as exc:
                 if single:
                     raise
