@@ -45,6 +45,8 @@ def has_devanagari(s: str) -> bool:
 
 def _runs(s: str, kind: str) -> list[tuple[str, str]]:
     """Split `s` into (text, font kind) runs: the rupee sign is drawn in the Devanagari font."""
+    if RUPEE not in s:
+        return [(s, kind)] if s else []
     runs: list[tuple[str, str]] = []
     for ch in s:
         k = "deva" if ch == RUPEE else kind

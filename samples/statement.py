@@ -7,6 +7,7 @@ foot of one page, the rest of the narration at the top of the next."""
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -206,6 +207,11 @@ def statement_facts(rng: random.Random, rows: int | None = None) -> StatementFac
 
 def wrap(s: str, width: float, size: float) -> list[str]:
     """Greedy wrap at spaces, "/" and "-" (narrations are slash-joined codes), else anywhere."""
+    return list(_wrap(s, width, size))
+
+
+@functools.lru_cache(maxsize=4096)
+def _wrap(s: str, width: float, size: float) -> tuple[str, ...]:
     lines, cur = [], ""
     tokens, tok = [], ""
     for ch in s:
@@ -231,7 +237,7 @@ def wrap(s: str, width: float, size: float) -> list[str]:
         cur = t
     if cur.strip():
         lines.append(cur.rstrip())
-    return lines
+    return tuple(lines)
 
 
 def _balance_text(value: Decimal, drcr: bool) -> str:
