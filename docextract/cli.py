@@ -61,10 +61,8 @@ RetriesOpt = Annotated[int, typer.Option("--retries", min=0, max=5,
                                          help="Extra attempts when hard validation errors remain.")]
 OfflineOpt = Annotated[bool, typer.Option("--offline", envvar="HF_HUB_OFFLINE",
                                           help="Never download anything.")]
-WindowOpt = Annotated[Optional[int], typer.Option(
-    "--window", min=0, envvar="DOCEXTRACT_WINDOW",
-    help="Pages per request for the rows of long statements and invoices (default: what fits "
-         "the context, at most 4); 0 reads a document in one request.")]
+WindowOpt = Annotated[Optional[int], typer.Option("--window", min=0, help="Pages per request for "
+                                                  "the rows of long documents (0: one request).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an --out file that docextract "
                                         "did not write (its content is lost).")]
 
@@ -158,6 +156,8 @@ def batch(paths: Annotated[List[str], typer.Argument(help="Folders (recursive) a
           max_pixels: MaxPixelsOpt = None, password: PasswordOpt = None,
           experts: ExpertsOpt = None, device: DeviceOpt = None, unmask: UnmaskOpt = False,
           retries: RetriesOpt = 1, offline: OfflineOpt = False, force: ForceOpt = False,
+          window: WindowOpt = None, group_by: Annotated[Optional[str], typer.Option(
+              "--group-by", help="Files as pages of one document: folder or stem.")] = None,
           quiet: Quiet = False, verbose: Verbose = False, no_progress: NoProgress = False) -> None:
     """Extract every document under folders into a JSON Lines file; resumes where it stopped.
 
@@ -175,10 +175,10 @@ def batch(paths: Annotated[List[str], typer.Argument(help="Folders (recursive) a
     console = _console(quiet, verbose, no_progress)
     with _guard(console):
         opts = _options(schema, model, pages, dpi, max_pixels, password, experts, device, unmask,
-                        retries, offline)
+                        retries, offline, window)
         opts.max_batch, opts.gpu_memory = max_batch, gpu_memory
         code = run_batch(paths, opts, console, out=out, glob=glob, resume=resume, workers=workers,
-                         force=force)
+                         force=force, group_by=group_by)
     raise typer.Exit(int(code))
 
 

@@ -154,3 +154,48 @@ def process_document(files: Sequence[str], target, opts, get_engine, stdin=None)
                          f"{exc.message}", hint=exc.hint) from None
     record["timing"] = {"ingest_s": round(ingest_s, 4), **record["timing"]}
     return record
+
+
+@dataclass(frozen=True)
+class Document:
+    """A batch document of several files: `inputs` (batch.Input: path, name) in page order."""
+
+    source: str
+    inputs: tuple
+
+    @property
+    def path(self) -> str:
+        return self.source
+
+
+def batch_documents(inputs: Sequence[Any], by: str | None, given: Sequence[str]) -> list[Any]:
+    """batch.Inputs grouped by `by`: each group of several files as a Document, a file alone as
+    its Input."""
+    if by is None:
+        return list(inputs)
+    found = {inp.path: inp for inp in inputs}
+    out: list[Any] = []
+    for group in group_inputs([inp.path for inp in inputs], by, given):
+        members = tuple(found[f] for f in group.files)
+        out.append(members[0] if len(members) == 1 else Document(group.source, members))
+    return out
+
+
+def load_batch_document(doc: Document, opts) -> tuple[list[str | None], Any]:
+    """(each file's sha256 or None, the joined pages or the first InputError) for a Document."""
+    from . import ingest
+    from .errors import InputError
+
+    shas: list[str | None] = []
+    loaded, failure = [], None
+    for inp in doc.inputs:
+        try:
+            shas.append(ingest.file_sha256(inp.path))
+        except (OSError, InputError):
+            shas.append(None)
+        if failure is None:
+            try:
+                loaded.append((inp.path, ingest.load(inp.path, **opts.ingest_kwargs())))
+            except InputError as exc:
+                failure = exc
+    return shas, failure if failure is not None else join_pages(loaded)
