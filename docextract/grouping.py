@@ -15,8 +15,9 @@ Grouping (batch):
   are one document, in natural name order (page2 before page10); files in a folder that has
   sub-folders, and files named on the command line, are each their own document;
 - stem: files in one folder whose names end in a page number (NAME-p1.jpg, NAME_p2.png,
-  NAME-page3.jpg, NAME_1.jpg, NAME-2.jpg) and share NAME are one document, in page-number
-  order; other files are each their own document.
+  NAME-page3.jpg, NAME_1.jpg; not NAME-1.jpg, which is how numbered documents are often named)
+  and share NAME are one document, in page-number order; other files are each their own
+  document.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from typing import Any, Sequence
 from .fsutil import display_name
 
 GROUP_BY = ("folder", "stem")
-_PAGE_SUFFIX = re.compile(r"^(?P<name>.+?)[-_](?:p|page)?(?P<n>[0-9]{1,4})$", re.IGNORECASE)
+# NAME-p1, NAME_p1, NAME-page1, NAME_page1 or NAME_1; not NAME-1 (samples-s1-001.pdf is a name).
+_PAGE_SUFFIX = re.compile(r"^(?P<name>.+?)(?:[-_](?:p|page)|_)(?P<n>[0-9]{1,4})$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ def _natural(name: str) -> list[Any]:
 
 
 def page_number(path: str) -> tuple[str, int] | None:
-    """(NAME, page) for a file named NAME-pN / NAME_pN / NAME-pageN / NAME_N, else None."""
+    """(NAME, page) for a file named NAME-pN / NAME_pN / NAME-pageN / NAME_pageN / NAME_N."""
     match = _PAGE_SUFFIX.match(Path(path).stem)
     if match is None:
         return None

@@ -53,6 +53,7 @@ def test_stem_groups(tmp_path):
     assert grouping.page_number("inv_3.png") == ("inv", 3)
     assert grouping.page_number("a-page2.pdf") == ("a", 2)
     assert grouping.page_number("report.pdf") is None
+    assert grouping.page_number("aadhaar-s1-001.pdf") is None  # a numbered document, not a page
     groups = grouping.by_stem(["s/st-p2.png", "s/st-p10.png", "s/other.png", "s/st-p1.png",
                                "t/st-p1.png"])
     assert groups == [grouping.Group("s/st", ("s/st-p1.png", "s/st-p2.png", "s/st-p10.png")),
@@ -226,3 +227,12 @@ def test_windows_through_a_session(monkeypatch, fake_engine, tmp_path):
     assert "windows" not in records["s-p1.png"]
     assert res.exit_code == 0, res.output
     assert all(r["valid"] for r in records.values())
+
+
+def test_stem_groups_of_the_samples_are_the_generated_multi_photo_documents():
+    """The manifest says which files make one document; --group-by stem must agree."""
+    data = Path(__file__).parents[2] / "samples" / "data"
+    documents = json.loads((data / "manifest.json").read_text())["documents"]
+    files = sorted(str(data / f) for d in documents for f in d["files"])
+    groups = {g.files for g in grouping.by_stem(files)}
+    assert groups == {tuple(str(data / f) for f in d["files"]) for d in documents}

@@ -1,5 +1,6 @@
 """A 60-page statement on the real engine (tiny random checkpoint with an 8k context): refused as
-beyond the context when read in one request, extracted when read in page windows."""
+beyond the context when read in one request (`run --window 0`), extracted when read in page
+windows decoded side by side in the continuously batched session (`batch --window 20`)."""
 
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ def test_sixty_pages_refused_in_one_request_are_extracted_in_windows(short_conte
     assert res.exit_code == 3, res.output
     assert "above the model's context of 8,192 tokens" in res.stderr
 
-    res = CliRunner().invoke(app, ["run", str(pdf), "-s", "bank_statement", "--window", "20",
-                                   "--retries", "0", *model, *SMALL])
+    out = tmp_path / "out.jsonl"
+    res = CliRunner().invoke(app, ["batch", str(pdf), "-s", "bank_statement", "--window", "20",
+                                   "--retries", "0", "--out", str(out), *model, *SMALL])
     assert res.exit_code in (0, 1), res.output
-    record = json.loads(res.stdout)
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert record["pages"] == 60
     assert record["windows"] == [[1, 20], [21, 40], [41, 60]]
     assert record["header_pages"] == [1, 60]
