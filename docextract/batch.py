@@ -155,7 +155,7 @@ def read_existing(out: Path) -> tuple[dict[str, dict[str, Any]], bool]:
             rec = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError):
             raise ForeignOutput(number) from None
-        if not is_record(rec) or "key" not in rec:
+        if not is_record(rec) or not isinstance(rec.get("key", 0), (str, type(None))):
             raise ForeignOutput(number)
         key = rec["key"]
         types = {e.get("type") for e in rec["errors"] if isinstance(e, dict)}

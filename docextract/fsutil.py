@@ -191,7 +191,8 @@ def _probe_folder(given: str, folder: Path) -> None:
 
 def is_record(obj) -> bool:
     """A docextract record (run or batch): a JSON object with source, valid and errors."""
-    return isinstance(obj, dict) and {"source", "valid", "errors"} <= obj.keys()
+    return (isinstance(obj, dict) and {"source", "valid", "errors"} <= obj.keys()
+            and isinstance(obj["errors"], list))
 
 
 def written_by_docextract(path: Path) -> bool:

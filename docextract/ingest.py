@@ -213,8 +213,8 @@ def file_sha256(path: str | os.PathLike | bytes) -> str:
 def write_pages(pages: Iterable[Page], out_dir: str | os.PathLike) -> list[Path]:
     """Write each page as PNG into `out_dir` (created if needed), named by page number:
     page-001.png, page-002.png ... (wider numbers when a page number has more digits). Each file
-    is written atomically; a symbolic link already in the folder under a page's name is refused
-    (UsageError) before anything is written, never followed."""
+    is written atomically; a symbolic link (or a FIFO, a device) already in the folder under a
+    page's name is refused (UsageError) before anything is written, never followed."""
     from .fsutil import atomic_write_bytes, output_error
 
     pages = list(pages)
@@ -229,9 +229,10 @@ def write_pages(pages: Iterable[Page], out_dir: str | os.PathLike) -> list[Path]
     digits = max([3] + [len(str(p.number)) for p in pages])
     paths = [out / f"page-{page.number:0{digits}d}.png" for page in pages]
     for path in paths:
-        if path.is_symlink():
-            raise UsageError(f"{display_name(path)} is a symbolic link; refusing to write through "
-                             "it", hint="remove it, or choose an empty folder for --out")
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            what = "a symbolic link" if path.is_symlink() else "not a regular file"
+            raise UsageError(f"{display_name(path)} is {what}; refusing to write through it",
+                             hint="remove it, or choose an empty folder for --out")
     for page, path in zip(pages, paths):
         buf = io.BytesIO()
         page.image.save(buf, "PNG")

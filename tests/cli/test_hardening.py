@@ -79,7 +79,12 @@ def fake(args, delay=0.0, **kw):
 
 
 def finish(proc, timeout=120) -> tuple[int, str, str]:
-    out, err = proc.communicate(timeout=timeout)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
     return proc.returncode, (out or b"").decode(), err.decode()
 
 
