@@ -215,3 +215,33 @@ def test_a_row_dropped_at_a_page_break_is_named_and_its_windows_asked_again(long
     assert asked == [(1, 40), (page - 3, page - 1), (page, page + 2)]
     after = next(r for r in retry if window_of(r)[0] == page)
     assert "transactions[0]" in after.prompt and "page break" in after.prompt
+
+
+def test_invoice_lines_are_read_in_windows_and_merged():
+    from docextract.samples import generate
+
+    full = generate.make("gst_invoice", 3, 1).truth
+    lines = full["lines"]
+    assert len(lines) >= 3
+    for k, line in enumerate(lines):
+        line["page"] = k + 1  # one line a page
+    n = len(lines)
+
+    class InvoiceEngine(StatementEngine):
+        def generate(self, requests):
+            from docextract.engine.api import Completion
+
+            out = []
+            for r in requests:
+                if list(r.json_schema["properties"]) == ["lines"]:
+                    first, last = window_of(r)
+                    text = json.dumps({"lines": [ln for ln in lines if first <= ln["page"] <= last]})
+                else:
+                    text = json.dumps({k: v for k, v in full.items() if k != "lines"})
+                out.append(Completion(text=text, tokens=[0], finish_reason="stop"))
+            return out
+
+    record = pipeline.extract(fake_pages(n), schemas.get("invoice"), InvoiceEngine(None, full),
+                              windowing=windows.Windowing(2))
+    assert record["errors"] == [] and record["data"] == full
+    assert record["windows"] == [[a, min(a + 1, n)] for a in range(1, n + 1, 2)]
