@@ -7,8 +7,10 @@ pipeline through a fake engine.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +18,8 @@ from typing import Any, Callable, Sequence
 
 from .console import Console, dumps
 from .errors import DocextractError, ExitCode, InputError, ModelError
-from .fsutil import atomic_write_text, display_name
+from .fsutil import atomic_write_text, check_output, display_name, written_by_docextract
+from . import grouping, windows
 
 DEFAULT_RETRIES = 1
 
@@ -40,6 +43,8 @@ class RunOptions:
     # the GPU memory docextract may use in all, in GiB (None: 90% of the card).
     max_batch: int | None = None
     gpu_memory: float | None = None
+    # Pages per window for schemas with row lists (None: chosen from the context; 0: one request).
+    window: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def ingest_kwargs(self) -> dict[str, Any]:
@@ -55,9 +60,12 @@ class RunOptions:
     def decoding_settings(self) -> dict[str, Any]:
         """What changes the output for the same file, schema and model (part of the batch key)."""
         k = self.ingest_kwargs()
-        return {"pages": k["pages"], "dpi": k["dpi"], "max_pixels": k["max_pixels"],
-                "experts": self.experts or "default", "retries": self.retries, "unmask": self.unmask,
-                "decoding": "greedy"}
+        settings = {"pages": k["pages"], "dpi": k["dpi"], "max_pixels": k["max_pixels"],
+                    "experts": self.experts or "default", "retries": self.retries,
+                    "unmask": self.unmask, "decoding": "greedy"}
+        if self.window is not None:  # keys of runs without --window stay as they were
+            settings["window"] = self.window
+        return settings
 
 
 EngineFactory = Callable[[RunOptions, Console], Any]
@@ -75,6 +83,27 @@ def _gpu_memory_gib(device: str | None) -> float | None:
 
 def _looks_like_path(model: str) -> bool:
     return model.startswith(("/", ".", "~")) or model.count("/") != 1 or Path(model).exists()
+
+
+def model_identity(opts: RunOptions) -> dict[str, Any]:
+    """The model as the batch key names it, without loading or downloading anything: its
+    resolved folder and the sha256 of its config.json (`--model DIR` and `--model DIR/`, or a
+    repository id and its cached folder, are the same model); {"repo": id} for a repository not
+    downloaded yet."""
+    from .engine import hub
+
+    model = opts.model or os.environ.get("DOCEXTRACT_MODEL")
+    if not model:
+        model = hub.default_model(_gpu_memory_gib(opts.device))[0]
+    path = Path(model).expanduser()
+    folder = path if path.is_dir() else (None if _looks_like_path(model) else hub.cached(model))
+    if folder is None:
+        return {"repo": model}
+    try:
+        config = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()
+    except OSError:
+        config = None
+    return {"folder": os.path.realpath(folder), "config_sha256": config}
 
 
 def resolve_model(opts: RunOptions, console: Console) -> tuple[Path, str]:
@@ -184,11 +213,18 @@ def max_new_tokens_for(schema: dict[str, Any], cap: int = 32768) -> int:
 
 
 def extract_flow(pages: Sequence[Any], spec, model_info: dict[str, str], *,
-                 unmask: bool = False, retries: int = DEFAULT_RETRIES):
+                 unmask: bool = False, retries: int = DEFAULT_RETRIES, windowing=None):
     """One document's extraction as a generator: yields engine Requests, is sent their
     Completions, returns the record fields (data, valid, errors, masked, attempts, timing, model).
-    Driven one request at a time by `drive`, or many documents at once by the batch runner."""
+    Driven by `drive`, or many documents at once by the batch runner. A long document with a row
+    list is read in page windows (see windows.py): then the flow yields lists of Requests and is
+    sent lists of Completions."""
     from .engine.api import Request
+
+    window = windowing.size(spec, pages) if windowing is not None else 0
+    if window:
+        return (yield from windows.windowed_flow(pages, spec, window, model_info, unmask=unmask,
+                                                 retries=retries))
 
     prompt = prompt_for(spec)
     request = Request(prompt=prompt, images=[p.image for p in pages],
@@ -245,21 +281,35 @@ def model_info(engine) -> dict[str, str]:
 
 
 def drive(flow, engine) -> Any:
-    """Run a flow to its end, one request at a time."""
+    """Run a flow to its end; the requests a flow yields together are generated together."""
     try:
         request = next(flow)
         while True:
+            if isinstance(request, list):
+                request = flow.send(engine.generate(request))
+                continue
             (completion,) = engine.generate([request])
             request = flow.send(completion)
     except StopIteration as stop:
         return stop.value
 
 
+def windowing_for(opts: RunOptions, engine, context: int | None = None) -> windows.Windowing:
+    """How this run reads long documents: --window, else a size fitted to `context` (default:
+    the model's)."""
+    if context is None:
+        config = getattr(engine, "config", None)
+        context = getattr(getattr(config, "text_config", None), "max_position_embeddings", None)
+    tokenizer = getattr(engine, "tokenizer", None)
+    count = (lambda text: len(tokenizer.encode(text))) if tokenizer is not None else None
+    return windows.Windowing(opts.window, context, count)
+
+
 def extract(pages: Sequence[Any], spec, engine, *, unmask: bool = False,
-            retries: int = DEFAULT_RETRIES) -> dict[str, Any]:
+            retries: int = DEFAULT_RETRIES, windowing=None) -> dict[str, Any]:
     """One document's pages -> record fields: data, valid, errors, masked, timing, model."""
-    return drive(extract_flow(pages, spec, model_info(engine), unmask=unmask, retries=retries),
-                 engine)
+    return drive(extract_flow(pages, spec, model_info(engine), unmask=unmask, retries=retries,
+                              windowing=windowing), engine)
 
 
 AUTO = "auto"
@@ -311,12 +361,13 @@ def detected_type(completion) -> str:
 
 
 def document_flow(pages: Sequence[Any], target, model: dict[str, str], *, unmask: bool = False,
-                  retries: int = DEFAULT_RETRIES):
+                  retries: int = DEFAULT_RETRIES, windowing=None):
     """Record fields for one document as a generator of engine requests (see extract_flow):
     schema, pages, data, valid, errors, masked, attempts, model, timing (and document_type with
     --schema auto)."""
     if not isinstance(target, AutoSchema):
-        result = yield from extract_flow(pages, target, model, unmask=unmask, retries=retries)
+        result = yield from extract_flow(pages, target, model, unmask=unmask, retries=retries,
+                                         windowing=windowing)
         return {"schema": target.ref, "pages": len(pages), **result}
     completion = yield detect_request(pages)
     kind = detected_type(completion)
@@ -330,16 +381,18 @@ def document_flow(pages: Sequence[Any], target, model: dict[str, str], *, unmask
                 "masked": [], "attempts": 0, "model": dict(model),
                 "timing": {"detect_s": detect_s}}
     spec = next(s for s in target.specs if s.name == kind)
-    result = yield from extract_flow(pages, spec, model, unmask=unmask, retries=retries)
+    result = yield from extract_flow(pages, spec, model, unmask=unmask, retries=retries,
+                                     windowing=windowing)
     result["timing"]["detect_s"] = detect_s
     return {"schema": spec.ref, "document_type": kind, "pages": len(pages), **result}
 
 
 def extract_document(pages: Sequence[Any], target, engine, *, unmask: bool = False,
-                     retries: int = DEFAULT_RETRIES) -> dict[str, Any]:
-    """Record fields for one document, driving the engine one request at a time."""
-    return drive(document_flow(pages, target, model_info(engine), unmask=unmask, retries=retries),
-                 engine)
+                     retries: int = DEFAULT_RETRIES, windowing=None) -> dict[str, Any]:
+    """Record fields for one document, driving the engine one request (or window set) at a
+    time."""
+    return drive(document_flow(pages, target, model_info(engine), unmask=unmask, retries=retries,
+                               windowing=windowing), engine)
 
 
 def feedback_text(issues) -> str:
@@ -373,8 +426,10 @@ def process_file(source: str, target, opts: RunOptions, get_engine: Callable[[],
     ingest_s = time.monotonic() - t0
     record: dict[str, Any] = {"source": display_name(source), "sha256": pages[0].sha256}
     try:
-        record.update(extract_document(pages, target, get_engine(), unmask=opts.unmask,
-                                       retries=opts.retries))
+        engine = get_engine()
+        record.update(extract_document(pages, target, engine, unmask=opts.unmask,
+                                       retries=opts.retries,
+                                       windowing=windowing_for(opts, engine)))
     except InputError as exc:  # e.g. more pages than the model's context: name the file
         raise InputError(f"{display_name(source)}: {exc.message}", hint=exc.hint) from None
     record["timing"] = {"ingest_s": round(ingest_s, 4), **record["timing"]}
@@ -382,15 +437,20 @@ def process_file(source: str, target, opts: RunOptions, get_engine: Callable[[],
 
 
 def run_files(files: Sequence[str], opts: RunOptions, console: Console, *, out: str | None = None,
-              engine_factory: EngineFactory | None = None) -> ExitCode:
+              engine_factory: EngineFactory | None = None, force: bool = False,
+              one_document: bool = False) -> ExitCode:
     """`docextract run`: one record per input; one input -> one JSON object, several -> JSONL.
+    With `one_document`, all the files are the pages of one document (see grouping.py).
 
     Exit code: 3 if any input could not be read, else 4 on an engine failure, else 1 if any
     extraction is invalid, else 0. With one input, an unreadable file is only an error line
     (nothing on stdout); with several, it is also an error record, so the JSON Lines keep one
-    line per input.
+    line per input. `out` is checked before anything is read or loaded (see fsutil.check_output).
     """
     target = resolve_schema(opts.schema)
+    if out is not None:
+        check_output(out, inputs=[f for f in files if f != "-"], force=force,
+                     ours=written_by_docextract)
     engine = None
 
     def get_engine():
@@ -401,11 +461,14 @@ def run_files(files: Sequence[str], opts: RunOptions, console: Console, *, out: 
 
     records: list[dict[str, Any]] = []
     code = ExitCode.OK
-    single = len(files) == 1
-    with console.progress("documents", total=len(files)) as bar:
-        for source in files:
+    documents = [list(files)] if one_document and len(files) > 1 else [[f] for f in files]
+    single = len(documents) == 1
+    with console.progress("documents", total=len(documents)) as bar:
+        for doc in documents:
+            source = doc[0]
             try:
-                record = process_file(source, target, opts, get_engine)
+                record = (process_file(source, target, opts, get_engine) if len(doc) == 1 else
+                          grouping.process_document(doc, target, opts, get_engine))
             except InputError as exc:
                 if single:
                     raise
@@ -430,6 +493,28 @@ def run_files(files: Sequence[str], opts: RunOptions, console: Console, *, out: 
     return code
 
 
+MAX_JSON_DEPTH = 64
+
+
+def _too_deep() -> InputError:
+    return InputError(f"not JSON that can be checked: nested deeper than {MAX_JSON_DEPTH} levels",
+                      hint="records nest a few levels deep; is this the right file?")
+
+
+def _check_depth(obj: Any) -> None:
+    """Refuse JSON nested deeper than MAX_JSON_DEPTH (no record comes near), measured without
+    recursion, before any recursive validation sees it."""
+    stack = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise _too_deep()
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+
+
 def validate_document(text: str, spec, *, unmask: bool = False) -> dict[str, Any]:
     """`docextract validate`: check a JSON document against a schema's shape and domain rules.
     Not JSON at all -> InputError (exit 3)."""
@@ -440,6 +525,13 @@ def validate_document(text: str, spec, *, unmask: bool = False) -> dict[str, Any
         obj = json.loads(text, parse_constant=no_constants)
     except json.JSONDecodeError as exc:
         raise InputError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:  # nested past Python's own limit
+        raise _too_deep() from None
+    except ValueError as exc:  # an integer past Python's digit limit
+        raise InputError("not JSON that can be checked: a number has more than "
+                         f"{sys.get_int_max_str_digits()} digits",
+                         hint="numbers in a record have at most a few dozen digits") from None
+    _check_depth(obj)
     validation = spec.validate(obj)
     data, errors, masked = spec.output(validation, unmask=unmask)
     return {"schema": spec.ref, "valid": validation.valid, "errors": errors,
