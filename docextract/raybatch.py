@@ -50,6 +50,10 @@ def _import_ray():
     except ImportError:
         raise UsageError("--ray needs Ray Data, which is not installed",
                          hint="pip install 'docextract[ray]'") from None
+    import logging
+
+    # Ray Data logs each execution to the console; stderr carries only our own lines.
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     return ray
 
 
