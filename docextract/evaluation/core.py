@@ -58,7 +58,9 @@ def evaluate(folder: str, schema: str | None, console: Console, *,
     if not cases:
         raise InputError(f"{display_name(root)}: no labelled documents"
                          + (f" of schema {wanted}" if wanted != "auto" else ""),
-                         hint=f"each document needs NAME{dataset.TRUTH_SUFFIX} beside it")
+                         hint=(f"{len(skipped)} truth file(s) fit another schema, or need "
+                               "--map to rename their keys" if skipped else
+                               f"each document needs NAME{dataset.TRUTH_SUFFIX} beside it"))
 
     run_info: dict[str, Any] = {}
     if predictions is not None:

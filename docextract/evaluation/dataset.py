@@ -6,8 +6,8 @@ beside it as NAME.truth.json, in the schema's own JSON form (what `run --unmask`
 page NAME-p1.jpg, NAME-p2.jpg, ... (eval joins those into one multi-page TIFF in its work folder,
 pixels unchanged, so the model sees them as one document). An optional manifest.json
 (`{"documents": [{"truth": "NAME.truth.json", "schema": "invoice"}, ...]}`, as the samples
-generator writes) names each truth's schema; without it, `--schema NAME` says it, and with
-`--schema auto` the built-in schema whose fields best cover the truth's keys is taken.
+generator writes) names each truth's schema; without it the schema (among the built-ins and the
+one `--schema` names) whose fields best cover the truth's keys is taken, so `--schema pan` on a mixed folder scores only the PAN truths.
 """
 
 from __future__ import annotations
@@ -199,6 +199,7 @@ def load_truths(cases: list[Case], folder: Path, schema: str, mapping: dict[str,
                 candidates: list[str]) -> list[Case]:
     """Read each truth (renamed by `mapping`) and decide its schema; returns the cases whose
     schema is `schema` (all of them for auto)."""
+    from ..schemas import BUILTIN
     from .fields import apply_map
 
     listed = manifest_schemas(folder)
@@ -208,8 +209,10 @@ def load_truths(cases: list[Case], folder: Path, schema: str, mapping: dict[str,
             raise InputError(f"{display_name(case.truth_path)}: the truth must be a JSON object")
         case.truth = apply_map(raw, mapping)
         rel = str(case.truth_path.relative_to(folder))
-        case.schema = listed.get(rel) or (schema if schema != "auto" else
-                                          guess_schema(case.truth, candidates))
+        # Without a manifest: the best-fitting schema, among the built-ins and the one asked
+        # for, so that `--schema pan` on a mixed folder scores only the PAN truths.
+        pool = list(dict.fromkeys(list(BUILTIN) + candidates))
+        case.schema = listed.get(rel) or guess_schema(case.truth, pool)
     return cases
 
 

@@ -125,7 +125,7 @@ def reliability_svg(bins: list[dict[str, Any]], size: int = 320) -> str:
     def y(v: float) -> float:
         return size - pad - v * inner
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" '
+    parts = [f'<svg width="{size}" height="{size}" '
              f'viewBox="0 0 {size} {size}" role="img" aria-label="reliability diagram">',
              f'<rect x="{pad}" y="{pad}" width="{inner}" height="{inner}" fill="#fafafa" '
              'stroke="#999"/>',
