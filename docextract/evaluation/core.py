@@ -46,13 +46,14 @@ def evaluate(folder: str, schema: str | None, console: Console, *,
                          hint="pass --schema NAME|auto, or --predictions results.jsonl")
     wanted = schema or "auto"
     if wanted == "auto":
-        candidates = [n for n in pipeline.DOCUMENT_TYPES if n != "other"]
+        candidates = {n: schemas.get(n) for n in pipeline.DOCUMENT_TYPES if n != "other"}
     else:
-        candidates = [schemas.get(wanted).name]
+        spec = schemas.get(wanted)  # a name, or a user schema file
+        candidates = {spec.name: spec}
     cases, orphans = dataset.discover(root)
     for name in orphans:
         console.warn(f"{name}{dataset.TRUTH_SUFFIX}: no document beside it (skipped)")
-    dataset.load_truths(cases, root, wanted, mapping or {}, candidates)
+    dataset.load_truths(cases, root, mapping or {}, candidates)
     skipped = [c.name for c in cases if c.schema not in candidates]
     cases = [c for c in cases if c.schema in candidates]
     if not cases:
@@ -73,7 +74,7 @@ def evaluate(folder: str, schema: str | None, console: Console, *,
     for name in unmatched:
         console.warn(f"{name}: no record for this document (not scored)")
     scored = [c for c in cases if c.record is not None]
-    report = score_cases(scored, review_below, auto=wanted == "auto",
+    report = score_cases(scored, review_below, auto=wanted == "auto", specs=candidates,
                          wall_s=run_info.pop("wall_s", None), fresh=run_info.pop("fresh", []))
     report["run"] = {"folder": display_name(root), "schema": wanted, **run_info}
     report["documents"] = {"labelled": len(cases) + len(skipped), "scored": len(scored),
@@ -152,12 +153,14 @@ def _truth_for(case, spec, layout: F.Layout) -> dict[str, Any]:
 
 
 def score_cases(cases, review_below: float | None = None, *, auto: bool = False,
-                wall_s: float | None = None, fresh=()) -> dict[str, Any]:
-    """The report for cases that carry truth, schema and record."""
+                specs: dict[str, Any] | None = None, wall_s: float | None = None,
+                fresh=()) -> dict[str, Any]:
+    """The report for cases that carry truth, schema name and record; `specs` resolves schema
+    names that are not built in (a user's schema file)."""
     from .. import schemas
 
     per_schema: dict[str, S.SchemaScore] = {}
-    specs: dict[str, Any] = {}
+    specs = dict(specs or {})
     items: list[tuple[float, bool]] = []
     reviewed: list[bool] = []
     unconfident: list[bool] = []
@@ -168,6 +171,7 @@ def score_cases(cases, review_below: float | None = None, *, auto: bool = False,
     for case in sorted(cases, key=lambda c: c.name):
         if case.schema not in specs:
             specs[case.schema] = schemas.get(case.schema)
+        if case.schema not in per_schema:
             per_schema[case.schema] = S.SchemaScore(case.schema,
                                                     F.layout(specs[case.schema].json_schema))
         spec, acc = specs[case.schema], per_schema[case.schema]

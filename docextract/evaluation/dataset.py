@@ -103,14 +103,13 @@ def manifest_schemas(folder: Path) -> dict[str, str]:
     return out
 
 
-def guess_schema(truth: dict[str, Any], candidates: list[str]) -> str | None:
-    """The candidate schema whose top-level fields best cover the truth's keys (Jaccard)."""
-    from .. import schemas
-
+def guess_schema(truth: dict[str, Any], candidates: dict[str, Any]) -> str | None:
+    """The candidate schema (name -> Spec) whose top-level fields best cover the truth's keys
+    (Jaccard)."""
     keys = set(truth)
     best, best_score = None, 0.0
-    for name in candidates:
-        props = set(schemas.get(name).json_schema.get("properties", {}))
+    for name, spec in candidates.items():
+        props = set(spec.json_schema.get("properties", {}))
         score = len(keys & props) / max(1, len(keys | props))
         if score > best_score:
             best, best_score = name, score
@@ -195,10 +194,11 @@ def attach_records(cases: list[Case], records: list[dict[str, Any]]) -> None:
         case.record = rec
 
 
-def load_truths(cases: list[Case], folder: Path, schema: str, mapping: dict[str, str],
-                candidates: list[str]) -> list[Case]:
-    """Read each truth (renamed by `mapping`) and decide its schema; returns the cases whose
-    schema is `schema` (all of them for auto)."""
+def load_truths(cases: list[Case], folder: Path, mapping: dict[str, str],
+                candidates: dict[str, Any]) -> list[Case]:
+    """Read each truth (renamed by `mapping`) and decide its schema name: the manifest's, else
+    the best fit among the built-ins and `candidates` (name -> Spec)."""
+    from .. import schemas
     from ..schemas import BUILTIN
     from .fields import apply_map
 
@@ -211,7 +211,7 @@ def load_truths(cases: list[Case], folder: Path, schema: str, mapping: dict[str,
         rel = str(case.truth_path.relative_to(folder))
         # Without a manifest: the best-fitting schema, among the built-ins and the one asked
         # for, so that `--schema pan` on a mixed folder scores only the PAN truths.
-        pool = list(dict.fromkeys(list(BUILTIN) + candidates))
+        pool = {**{n: schemas.get(n) for n in BUILTIN}, **candidates}
         case.schema = listed.get(rel) or guess_schema(case.truth, pool)
     return cases
 

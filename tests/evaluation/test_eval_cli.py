@@ -183,3 +183,29 @@ def test_errors_are_one_line_with_their_exit_code(args, code, message):
 def test_no_labelled_documents(tmp_path):
     res = run("eval", tmp_path, "--schema", "pan")
     assert res.exit_code == 3 and "no labelled documents" in res.stderr
+
+
+def test_a_user_json_schema(tmp_path):
+    schema = {"type": "object", "properties": {
+        "receipt_no": {"type": ["string", "null"]}, "total": {"type": ["number", "null"]},
+        "items": {"type": "array", "items": {"type": "object", "properties": {
+            "what": {"type": "string"}, "price": {"type": "number"}}}}}}
+    (tmp_path / "receipt.json").write_text(json.dumps(schema))
+    folder = tmp_path / "receipts"
+    folder.mkdir()
+    shutil.copy(SAMPLES / "pan-s1-001.pdf", folder / "r1.pdf")
+    (folder / "r1.truth.json").write_text(json.dumps(
+        {"receipt_no": "R 12", "total": "10.50",
+         "items": [{"what": "Tea", "price": 4}, {"what": "Cake", "price": 6.5}]}))
+    rec = {"source": "r1.pdf", "schema": "receipt@0", "pages": 1, "valid": True,
+           "data": {"receipt_no": "r12", "total": 10.5,
+                    "items": [{"what": "cake", "price": 6.50}, {"what": "TEA", "price": 4.0}]}}
+    preds = write_jsonl(tmp_path / "p.jsonl", [rec])
+    res = run("eval", folder, "--schema", tmp_path / "receipt.json", "--predictions", preds, "-q")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    (name,) = report["schemas"]
+    sr = report["schemas"][name]
+    assert sr["fields"]["receipt_no"]["kind"] == "identifier"
+    assert sr["lists"]["items"]["keys"] == ["what", "price"]
+    assert sr["lists"]["items"]["precision"] == 1.0 and sr["all_right_rate"] == 1.0
