@@ -54,6 +54,10 @@ def headline(report: dict[str, Any]) -> list[str]:
         lines.append(f"confidence: AUROC {_num(c['auroc'])}, ECE {_num(c['ece'])}"
                      + (f"; below {c['threshold']}: {_pct(cur['review_share'])} to review, "
                         f"{_pct(cur['kept_accuracy'])} right among the rest" if cur else ""))
+        rr = c.get("record_review")
+        if rr:
+            lines.append(f"the records' review lists: {_pct(rr['review_share'])} to review, "
+                         f"{_pct(rr['kept_accuracy'])} right among the rest")
     sp = report.get("speed", {})
     if sp.get("documents"):
         lines.append(f"speed (record timings): {_num(sp['documents_per_s'], '.3f')} docs/s, "
@@ -187,10 +191,17 @@ def to_html(report: dict[str, Any]) -> str:
                     f"{c['without_confidence']['fields']} fields without one "
                     f"({c['without_confidence']['wrong']} of them wrong)</p>")
         body.append(reliability_svg(c["bins"]))
+        body.append('<p class="muted">Bars: accuracy of the fields in each confidence bin (count '
+                    'above); dots: their mean confidence; dashed: perfect calibration.</p>')
+        rows = [[("<b>%s</b>" if t["current"] else "%s") % t["threshold"],
+                 _pct(t["review_share"]), _pct(t["kept_accuracy"]), str(t["kept"])]
+                for t in c["tradeoff"]]
+        if c.get("record_review"):
+            rr = c["record_review"]
+            rows.append(["the records' own review lists", _pct(rr["review_share"]),
+                         _pct(rr["kept_accuracy"]), str(rr["kept"])])
         body.append(_table(["review below", "sent to review", "right among the rest", "kept"],
-                           ([("<b>%s</b>" if t["current"] else "%s") % t["threshold"],
-                             _pct(t["review_share"]), _pct(t["kept_accuracy"]), str(t["kept"])]
-                            for t in c["tradeoff"])))
+                           iter(rows)))
     else:
         body.append("<p>The records carry no field confidence.</p>")
     sp = report.get("speed", {})
