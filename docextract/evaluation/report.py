@@ -64,6 +64,13 @@ def headline(report: dict[str, Any]) -> list[str]:
                      f"{_num(sp['pages_per_s'], '.3f')} pages/s, "
                      f"{_num(sp['tokens_per_s'], '.1f')} tokens/s, "
                      f"{_num(sp['seconds_per_page'], '.2f')} s/page")
+    wall = sp.get("wall")
+    if wall:
+        lines.append(f"speed (wall clock, {wall['documents']} documents extracted now): "
+                     f"{_num(wall['documents_per_s'], '.3f')} docs/s, "
+                     f"{_num(wall['pages_per_s'], '.3f')} pages/s, "
+                     f"{_num(wall['tokens_per_s'], '.1f')} tokens/s, "
+                     f"{_num(wall['seconds_per_page'], '.2f')} s/page")
     return lines
 
 
