@@ -99,7 +99,7 @@ def _extract(cases, root: Path, schema: str, console: Console, opts, work, predi
         work_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"{display_name(work_dir)}: cannot create the work folder: "
-                         f"{exc.strerror}") from None
+                         f"{exc.strerror}", hint="pass --work DIR, a folder you can write") from None
     out = Path(predictions_out) if predictions_out else work_dir / "predictions.jsonl"
     inputs = []
     for case in cases:
@@ -208,7 +208,7 @@ def score_cases(cases, review_below: float | None = None, *, auto: bool = False,
     }
     if auto:
         right = sum(n for t, row in confusion.items() for p, n in row.items() if p == t)
-        report["document_type"] = {"accuracy": S._ratio(right, len(cases)),
+        report["document_type"] = {"accuracy": S.ratio(right, len(cases)),
                                    "confusion": confusion}
     if has_conf:
         conf_report = S.confidence_report(items, unconfident, threshold,
@@ -232,7 +232,9 @@ def _summary(per_schema: dict[str, S.SchemaScore], per_doc: list[dict[str, Any]]
                 right += t.right
     docs = len(per_doc)
     known = [d for d in per_doc if isinstance(d["valid"], bool)]
+    flagged = [d for d in per_doc if isinstance(d["needs_review"], bool)]
     return {"documents": docs, "all_right": sum(d["all_right"] for d in per_doc),
-            "all_right_rate": S._ratio(sum(d["all_right"] for d in per_doc), docs),
-            "valid_rate": S._ratio(sum(d["valid"] for d in known), len(known)),
-            "field_accuracy": S._ratio(right, n), "fields": n}
+            "all_right_rate": S.ratio(sum(d["all_right"] for d in per_doc), docs),
+            "valid_rate": S.ratio(sum(d["valid"] for d in known), len(known)),
+            "needs_review_rate": S.ratio(sum(d["needs_review"] for d in flagged), len(flagged)),
+            "field_accuracy": S.ratio(right, n), "fields": n}

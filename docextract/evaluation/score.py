@@ -121,13 +121,13 @@ class Tally:
 
     def as_dict(self, kind: str) -> dict[str, Any]:
         return {"kind": kind, "n": self.n, "right": self.right,
-                "accuracy": _ratio(self.right, self.n),
+                "accuracy": ratio(self.right, self.n),
                 "presence": {"tp": self.tp, "fp": self.fp, "fn": self.fn,
-                             "precision": _ratio(self.tp, self.tp + self.fp),
-                             "recall": _ratio(self.tp, self.tp + self.fn)}}
+                             "precision": ratio(self.tp, self.tp + self.fp),
+                             "recall": ratio(self.tp, self.tp + self.fn)}}
 
 
-def _ratio(a: float, b: float) -> float | None:
+def ratio(a: float, b: float) -> float | None:
     return round(a / b, 6) if b else None
 
 
@@ -249,14 +249,14 @@ class SchemaScore:
             out_lists[lst.path] = {
                 "keys": list(lst.keys), "truth_rows": acc["truth_rows"],
                 "pred_rows": acc["pred_rows"], "matched": acc["matched"],
-                "precision": _ratio(acc["matched"], acc["pred_rows"]),
-                "recall": _ratio(acc["matched"], acc["truth_rows"]),
+                "precision": ratio(acc["matched"], acc["pred_rows"]),
+                "recall": ratio(acc["matched"], acc["truth_rows"]),
                 "columns": {c: t.as_dict(kinds[c]) for c, t in acc["columns"].items()}}
         return {
             "documents": self.docs, "all_right": self.all_right,
-            "all_right_rate": _ratio(self.all_right, self.docs),
-            "valid_rate": _ratio(*self.flags["valid"]),
-            "needs_review_rate": _ratio(*self.flags["needs_review"]),
+            "all_right_rate": ratio(self.all_right, self.docs),
+            "valid_rate": ratio(*self.flags["valid"]),
+            "needs_review_rate": ratio(*self.flags["needs_review"]),
             "valid_vs_right": dict(sorted(self.outcomes.items())),
             "fields": out_fields, "lists": out_lists,
         }
@@ -319,8 +319,8 @@ def review_tradeoff(scores: Sequence[float], labels: Sequence[bool], threshold: 
     for t in sorted(set(THRESHOLDS) | {threshold}):
         kept = [y for s, y in zip(scores, labels) if s >= t]
         rows.append({"threshold": t, "current": t == threshold,
-                     "review_share": _ratio(len(scores) - len(kept), len(scores)),
-                     "kept_accuracy": _ratio(sum(kept), len(kept)),
+                     "review_share": ratio(len(scores) - len(kept), len(scores)),
+                     "kept_accuracy": ratio(sum(kept), len(kept)),
                      "kept": len(kept), "reviewed": len(scores) - len(kept)})
     return rows
 
@@ -335,8 +335,8 @@ def confidence_report(items: Sequence[tuple[float, bool]], unconfident: Sequence
     ece, bins = reliability(scores, labels)
     au = auroc(scores, labels)
     out: dict[str, Any] = {
-        "fields": len(items), "right": sum(labels), "accuracy": _ratio(sum(labels), len(labels)),
-        "mean_confidence": _ratio(sum(scores), len(scores)),
+        "fields": len(items), "right": sum(labels), "accuracy": ratio(sum(labels), len(labels)),
+        "mean_confidence": ratio(sum(scores), len(scores)),
         "auroc": None if au is None else round(au, 6), "ece": ece, "bins": bins,
         "threshold": threshold, "tradeoff": review_tradeoff(scores, labels, threshold),
         "without_confidence": {"fields": len(unconfident),
@@ -344,8 +344,8 @@ def confidence_report(items: Sequence[tuple[float, bool]], unconfident: Sequence
     }
     if reviewed is not None and len(reviewed) == len(items):
         kept = [y for y, r in zip(labels, reviewed) if not r]
-        out["record_review"] = {"review_share": _ratio(len(labels) - len(kept), len(labels)),
-                                "kept_accuracy": _ratio(sum(kept), len(kept)),
+        out["record_review"] = {"review_share": ratio(len(labels) - len(kept), len(labels)),
+                                "kept_accuracy": ratio(sum(kept), len(kept)),
                                 "kept": len(kept), "reviewed": len(labels) - len(kept)}
     return out
 
@@ -371,17 +371,17 @@ def speed(records: Sequence[dict[str, Any]], wall_s: float | None = None,
                                                           "decode_s"))
     out: dict[str, Any] = {
         "documents": docs, "pages": pages, "tokens": tokens, "seconds": round(seconds, 4),
-        "documents_per_s": _ratio(docs, seconds), "pages_per_s": _ratio(pages, seconds),
-        "tokens_per_s": _ratio(tokens, seconds), "decode_tokens_per_s": _ratio(tokens, decode),
-        "seconds_per_page": _ratio(seconds, pages),
+        "documents_per_s": ratio(docs, seconds), "pages_per_s": ratio(pages, seconds),
+        "tokens_per_s": ratio(tokens, seconds), "decode_tokens_per_s": ratio(tokens, decode),
+        "seconds_per_page": ratio(seconds, pages),
     }
     if wall_s and fresh:
         wpages = sum(int(r.get("pages") or 0) for r in fresh)
         wtokens = sum(int((r.get("timing") or {}).get("tokens") or 0) for r in fresh)
         out["wall"] = {"documents": len(fresh), "pages": wpages, "tokens": wtokens,
                        "seconds": round(wall_s, 4),
-                       "documents_per_s": _ratio(len(fresh), wall_s),
-                       "pages_per_s": _ratio(wpages, wall_s),
-                       "tokens_per_s": _ratio(wtokens, wall_s),
-                       "seconds_per_page": _ratio(wall_s, wpages)}
+                       "documents_per_s": ratio(len(fresh), wall_s),
+                       "pages_per_s": ratio(wpages, wall_s),
+                       "tokens_per_s": ratio(wtokens, wall_s),
+                       "seconds_per_page": ratio(wall_s, wpages)}
     return out
