@@ -103,7 +103,7 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24p
 h1{font-size:22px}h2{font-size:18px;margin-top:28px}h3{font-size:15px}
 table{border-collapse:collapse;margin:8px 0 16px}td,th{padding:3px 10px;border-bottom:1px solid #ddd;
 font-size:13px;text-align:right}td:first-child,th:first-child{text-align:left}
-th{background:#f3f3f3}.bar{display:inline-block;height:9px;background:#3b7dd8;vertical-align:middle}
+th{background:#f3f3f3}table.left td,table.left th{text-align:left}.bar{display:inline-block;height:9px;background:#3b7dd8;vertical-align:middle}
 .bad{color:#b00020}.ok{color:#1b7f3b}.muted{color:#666;font-size:12px}code{font-size:12px}
 """
 
@@ -112,8 +112,9 @@ def _e(x: Any) -> str:
     return html.escape(str(x))
 
 
-def _table(head: list[str], rows: Iterator[list[str]]) -> str:
-    out = ["<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>"]
+def _table(head: list[str], rows: Iterator[list[str]], cls: str = "") -> str:
+    attr = f' class="{cls}"' if cls else ""
+    out = [f"<table{attr}><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>"]
     out += ["<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows]
     return "\n".join(out) + "</table>"
 
@@ -230,7 +231,7 @@ def to_html(report: dict[str, Any]) -> str:
                          '<span class="bad">no</span>',
                          f'<span class="muted">{_e(", ".join(d["wrong"][:8]))}'
                          f'{" ..." if len(d["wrong"]) > 8 else ""}</span>']
-                        for d in report.get("per_document", []))))
+                        for d in report.get("per_document", [])), cls="left"))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<title>docextract eval</title><style>" + _CSS + "</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
