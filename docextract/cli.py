@@ -391,3 +391,6 @@ def main(argv: list[str] | None = None) -> int:
         console.error(exc.format_message())
         code = exc.exit_code
     sys.exit(code if isinstance(code, int) else 0)
+
+
+from .evaluation import command as _eval_command  # noqa: E402,F401  (registers `eval`)

@@ -2,12 +2,15 @@
 
     python -m docextract.samples.generate --out DIR --seed N [--types ...] [--count N]
                                           [--photos [N]] [--broken]
+    python -m docextract.samples.generate --eval N --out DIR   (an evaluation set, see below)
 
 For each document NAME it writes NAME.pdf and NAME.truth.json (the schema's JSON form, unmasked);
 with --photos, phone photos NAME-photo.jpg (NAME-photo-p1.jpg, -p2.jpg... for multi-page
 documents: one photo per page, together one document) and NAME-photo.truth.json; with --broken,
 documents whose truth is deliberately invalid, each with NAME.expected.json listing the validator
-errors it must raise. DIR/manifest.json indexes everything.
+errors it must raise. DIR/manifest.json indexes everything. --eval N is an evaluation set for
+`docextract eval DIR`: N documents per type, each as a PDF and as phone photo(s), with truth files
+(the same as --count N --photos).
 
 Each document has its own random stream, seeded from (seed, kind, index), so a document does not
 change when others are added or left out; same seed, same truth and same bytes.
@@ -258,8 +261,15 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
                         help="phone photos too: of every document, or of the first N per type")
     parser.add_argument("--broken", action="store_true",
                         help="also documents whose truth is deliberately invalid")
+    parser.add_argument("--eval", type=int, default=None, metavar="N",
+                        help="an evaluation set for 'docextract eval': N documents per type, "
+                             "each as PDF and phone photo (--count N --photos)")
     try:
         args = parser.parse_args(argv)
+        if args.eval is not None:
+            if args.eval < 1:
+                raise UsageError("--eval must be 1 or more")
+            args.count, args.photos = args.eval, -1
         if args.count < 0:
             raise UsageError("--count must be 0 or more")
         manifest = generate(args.out, args.seed, _kinds(args.types), args.count, args.photos,
