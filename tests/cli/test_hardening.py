@@ -357,6 +357,16 @@ def test_12_symlink_to_dev_zero_is_an_error_record(engine, tmp_path):
         ingest.file_sha256("/dev/zero")
 
 
+def test_12_hashing_stops_at_the_size_limit(tmp_path, monkeypatch):
+    path = tmp_path / "growing.pdf"
+    path.write_bytes(b"%PDF-1.7\n" + b"0" * (3 << 20))
+    monkeypatch.setattr(ingest, "MAX_FILE_BYTES", 1 << 20)
+    # The file grows after its size was checked: the read itself must stop at the limit.
+    monkeypatch.setattr(ingest, "_check_readable_path", lambda path, name, st=None: st)
+    with pytest.raises(ingest.InputError, match="larger than the limit"):
+        ingest.file_sha256(path)
+
+
 def test_13_symlink_loop_is_an_error_record_not_an_abort(engine, tmp_path):
     make_docs(tmp_path / "in", 2)
     (tmp_path / "in" / "loop.png").symlink_to(tmp_path / "in" / "loop.png")
