@@ -1,13 +1,19 @@
 """`docextract batch`: many documents -> JSON Lines, resumable, never losing a finished record.
 
-Guarantees:
+Guarantees (README "Reliability"):
+- the output is checked before any work (not a folder, not an input, not a file docextract did
+  not write unless --force) and has one writer: an advisory lock (`OutputLock`) held for the
+  whole run;
 - one record per input document, appended with a single write and flushed (and fsynced), so a
   crash leaves at most one partial last line;
-- resume (default): each record carries `key` = sha256(file) + schema@version + model id +
-  decoding settings; inputs whose key is already in the output are skipped. A partial last line
-  and records of retryable failures (engine errors, interruptions, files that could not be read
-  at all) are dropped by rewriting the file atomically before the run appends;
-- Ctrl-C finishes the current record, then exits 130; a second Ctrl-C stops at once.
+- resume (default): each record carries `key` (`record_key`: the document's files, each by its
+  name relative to the folder given and its sha256, + schema@version + the model's resolved
+  folder and config hash + decoding settings); inputs whose key is already in the output are
+  skipped. A partial last line and records of retryable failures (engine errors, interruptions,
+  files that could not be read at all) are dropped by rewriting the file atomically before the run
+  appends; a line that is not a batch record is never dropped: the file is refused instead;
+- Ctrl-C or SIGTERM finishes the records in flight, then exits 130 (143 for SIGTERM); a second
+  one stops at once.
 """
 
 from __future__ import annotations
@@ -21,11 +27,12 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 from .console import Console, dumps
-from .errors import ExitCode, InputError, Interrupted, UsageError
-from .fsutil import atomic_write_text, display_name
+from .errors import ExitCode, InputError, Interrupted, Terminated, UsageError
+from .fsutil import (OutputLock, atomic_write_text, check_output, display_name, is_record,
+                     output_error)
 from . import pipeline
 from .pipeline import EngineFactory, RunOptions, error_record
 
@@ -35,13 +42,27 @@ DOCUMENT_SUFFIXES = {".pdf", ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", "
 RETRYABLE_TYPES = {"model", "interrupted"}
 
 
-def collect_inputs(paths: Sequence[str], glob: str | None, exclude: Path | None = None) -> list[str]:
-    """Files given directly, plus the documents under the given folders (recursive, sorted).
-    Hidden files and folders are skipped; `exclude` (the output file) is never an input."""
-    found: list[str] = []
-    excluded = exclude.resolve() if exclude else None
+class Input(NamedTuple):
+    """One input file: `path` as found, `name` its path relative to the folder it was found
+    under (a file given directly: its file name), '/'-separated; unique within a batch."""
+
+    path: str
+    name: str
+
+
+def collect_documents(paths: Sequence[str], glob: str | None,
+                      exclude: Path | None = None) -> list[Input]:
+    """Files given directly, plus the documents under the given folders (recursive, sorted), each
+    once (by real path). Hidden files and folders are skipped; `exclude` (the output file) is
+    never an input. Names that would repeat (two folders or files with the same layout) get
+    `#2`, `#3`... in input order, so that identical files keep one record each."""
+    found: list[Input] = []
+    excluded = os.path.realpath(exclude) if exclude else None
     for given in paths:
         p = Path(given)
+        if given == "-":
+            raise UsageError("batch cannot read a document from stdin",
+                             hint="use 'docextract run -' for one document from stdin")
         if p.is_dir():
             for root, dirs, files in os.walk(p):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -54,30 +75,66 @@ def collect_inputs(paths: Sequence[str], glob: str | None, exclude: Path | None 
                     elif Path(name).suffix.lower() not in DOCUMENT_SUFFIXES:
                         continue
                     path = Path(root) / name
-                    if excluded is not None and path.resolve() == excluded:
+                    if excluded is not None and os.path.realpath(path) == excluded:
                         continue
-                    found.append(str(path))
-        elif p.exists() or given == "-":
-            if given == "-":
-                raise UsageError("batch cannot read a document from stdin",
-                                 hint="use 'docextract run -' for one document from stdin")
-            found.append(given)
+                    found.append(Input(str(path), path.relative_to(p).as_posix()))
         else:
-            # Still an input: it becomes an error record (the batch goes on).
-            found.append(given)
+            # A missing file is still an input: it becomes an error record (the batch goes on).
+            found.append(Input(given, p.name or given))
     seen: set[str] = set()
-    return [f for f in found if not (f in seen or seen.add(f))]
+    names: dict[str, int] = {}
+    out: list[Input] = []
+    for inp in found:
+        real = os.path.realpath(inp.path)
+        if real in seen:
+            continue
+        seen.add(real)
+        n = names[inp.name] = names.get(inp.name, 0) + 1
+        out.append(inp if n == 1 else Input(inp.path, f"{inp.name}#{n}"))
+    return out
 
 
-def record_key(sha256: str, schema_ref: str, model_id: str, settings: dict[str, Any]) -> str:
-    blob = json.dumps({"sha256": sha256, "schema": schema_ref, "model": model_id,
+def collect_inputs(paths: Sequence[str], glob: str | None, exclude: Path | None = None) -> list[str]:
+    """The paths of `collect_documents`."""
+    return [inp.path for inp in collect_documents(paths, glob, exclude)]
+
+
+KEY_VERSION = 2
+
+
+def record_key(files: Sequence[tuple[str, str]], schema_ref: str, model: dict[str, Any] | None,
+               settings: dict[str, Any]) -> str:
+    """The resume key of one document made of `files`, each (name relative to the folder given,
+    sha256 of its bytes), in page order: sha256 of the canonical JSON of
+    {"v": 2, "files": [[name, sha256], ...], "schema": "name@version", "model": model identity
+    (`pipeline.model_identity`: resolved folder and config.json sha256; null for a record made
+    without the model, e.g. an unreadable file), "settings": decoding settings}."""
+    blob = json.dumps({"v": KEY_VERSION, "files": [[n, h] for n, h in files], "schema": schema_ref,
+                       "model": model, "settings": settings},
+                      sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def legacy_key(sha256: str, schema_ref: str, model_arg: str, settings: dict[str, Any]) -> str:
+    """The key of records written before key version 2 (content + the typed --model string);
+    matched only together with the record's `source`, so those outputs stay resumable."""
+    blob = json.dumps({"sha256": sha256, "schema": schema_ref, "model": model_arg,
                        "settings": settings}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+class ForeignOutput(Exception):
+    """The output holds lines that are not batch records: resume cannot prove they are its own."""
+
+    def __init__(self, line: int):
+        super().__init__(f"line {line}")
+        self.line = line
+
+
 def read_existing(out: Path) -> tuple[dict[str, dict[str, Any]], bool]:
     """Finished records of a previous run, by key, and whether the file needs a rewrite (a
-    partial last line, or records to retry)."""
+    partial last line, or records to retry). Raises ForeignOutput at the first line that is not
+    a batch record (a record with `key`): such a line is never rewritten away."""
     if not out.exists():
         return {}, False
     raw = out.read_bytes()
@@ -87,16 +144,21 @@ def read_existing(out: Path) -> tuple[dict[str, dict[str, Any]], bool]:
     if lines and lines[-1] == b"":
         lines.pop()
     elif lines:
-        dirty = True  # no final newline: the last line was cut short
+        # No final newline: the last line was cut short by a crash. Records start with
+        # {"source": (the writer's order), anything else is not ours.
+        if not lines[-1].startswith(b'{"source":'):
+            raise ForeignOutput(len(lines))
+        dirty = True
         lines.pop()
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         try:
             rec = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            dirty = True
-            continue
-        key = rec.get("key") if isinstance(rec, dict) else None
-        types = {e.get("type") for e in rec.get("errors", [])} if isinstance(rec, dict) else set()
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError):
+            raise ForeignOutput(number) from None
+        if not is_record(rec) or not isinstance(rec.get("key", 0), (str, type(None))):
+            raise ForeignOutput(number)
+        key = rec["key"]
+        types = {e.get("type") for e in rec["errors"] if isinstance(e, dict)}
         if not key or types & RETRYABLE_TYPES or key in keep:
             dirty = True
             continue
@@ -105,28 +167,43 @@ def read_existing(out: Path) -> tuple[dict[str, dict[str, Any]], bool]:
 
 
 class _StopFlag:
-    """First Ctrl-C: finish the current record; second: stop at once."""
+    """First Ctrl-C (or SIGTERM): finish the records in flight; second: stop at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = None
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "_StopFlag":
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
+            if signum == signal.SIGTERM:
+                raise Terminated("terminated (SIGTERM) a second time; stopped at once",
+                                 hint="run the same command again to resume")
             raise KeyboardInterrupt
         self.requested = True
+        self.signum = signum
+
+    def stopped(self) -> Interrupted:
+        if self.signum == signal.SIGTERM:
+            return Terminated("terminated (SIGTERM); finished records are saved",
+                              hint="run the same command again to resume")
+        return Interrupted("interrupted; finished records are saved",
+                           hint="run the same command again to resume")
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
-def _prefetch(inputs: list[str], opts: RunOptions, workers: int) -> Iterator[tuple[str, Future]]:
+def _prefetch(inputs: list[Input], opts: RunOptions, workers: int) -> Iterator[tuple[Input, Future]]:
     """Read and render documents in background threads, a few ahead of the engine."""
     from . import ingest
     from .ingest import file_sha256
@@ -144,54 +221,106 @@ def _prefetch(inputs: list[str], opts: RunOptions, workers: int) -> Iterator[tup
             return sha, exc, 0.0
         return sha, pages, time.monotonic() - t0
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
         ahead = max(2, 2 * workers)
-        futures: list[tuple[str, Future]] = []
+        futures: list[tuple[Input, Future]] = []
         it = iter(inputs)
-        for path in it:
-            futures.append((path, pool.submit(load, path)))
+        for inp in it:
+            futures.append((inp, pool.submit(load, inp.path)))
             if len(futures) >= ahead:
                 break
         while futures:
-            path, fut = futures.pop(0)
+            inp, fut = futures.pop(0)
             nxt = next(it, None)
             if nxt is not None:
-                futures.append((nxt, pool.submit(load, nxt)))
-            yield path, fut
+                futures.append((nxt, pool.submit(load, nxt.path)))
+            yield inp, fut
+    finally:
+        # Stopping early (Ctrl-C, an error): documents read ahead are dropped, not waited for.
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def open_output(out: str, *, inputs: Sequence[str], resume: bool, force: bool
+                ) -> tuple[Any, OutputLock | None, dict[str, dict[str, Any]]]:
+    """Check `--out` (before any work), lock it and read what a previous run finished: (the
+    target, its lock or None, the finished records by key). A file whose lines resume cannot
+    prove are its own is refused (exit 2) unless --force, which starts it afresh."""
+    from .fsutil import written_by_docextract
+
+    target = check_output(out, inputs=inputs, force=force, ours=lambda p: True)
+    if target.special:
+        return target, None, {}
+    lock = OutputLock(target.real, display_name(out))
+    lock.__enter__()
+    try:
+        existing: dict[str, dict[str, Any]] = {}
+        rewrite = None
+        if not resume:
+            if target.exists and not force and not written_by_docextract(target.real):
+                raise _foreign(out, None)
+            rewrite = []
+        else:
+            try:
+                existing, dirty = read_existing(target.real)
+            except ForeignOutput as exc:
+                if not force:
+                    raise _foreign(out, exc.line) from None
+                existing, dirty = {}, True
+            if dirty:
+                rewrite = existing.values()
+        if rewrite is not None:
+            atomic_write_text(target.real, "".join(dumps(r) + "\n" for r in rewrite))
+    except BaseException:
+        lock.__exit__(None, None, None)
+        raise
+    return target, lock, existing
+
+
+def _foreign(out: str, line: int | None) -> UsageError:
+    where = f" (line {line} is not a batch record)" if line else ""
+    return UsageError(f"--out {display_name(out)} exists and was not written by docextract "
+                      f"batch{where}; refusing to replace it",
+                      hint="choose another --out, or add --force to replace that file")
 
 
 def run_batch(paths: Sequence[str], opts: RunOptions, console: Console, *, out: str,
               glob: str | None = None, resume: bool = True, workers: int = 2,
-              engine_factory: EngineFactory | None = None) -> ExitCode:
+              engine_factory: EngineFactory | None = None, force: bool = False) -> ExitCode:
     engine_factory = engine_factory or pipeline.load_engine
     target = pipeline.resolve_schema(opts.schema)
     to_stdout = out == "-"
-    out_path = None if to_stdout else Path(out)
-    if out_path is not None and out_path.is_dir():
-        raise UsageError(f"{display_name(out)} is a folder", hint="--out takes a .jsonl file name")
-    inputs = collect_inputs(paths, glob, exclude=out_path)
+    direct = [p for p in paths if p != "-" and not os.path.isdir(p)]
+    if not to_stdout:
+        check_output(out, inputs=direct, force=True)
+    inputs = collect_documents(paths, glob, exclude=None if to_stdout else Path(out))
     if not inputs:
         raise UsageError("no documents found in the given paths",
                          hint="check the folder, or pass --glob '*.ext' to pick other files")
-
+    lock = None
     existing: dict[str, dict[str, Any]] = {}
-    if out_path is not None:
-        if resume:
-            existing, dirty = read_existing(out_path)
-            if dirty:
-                atomic_write_text(out_path, "".join(dumps(r) + "\n" for r in existing.values()))
-        else:
-            atomic_write_text(out_path, "")
-    model_id = opts.model or os.environ.get("DOCEXTRACT_MODEL") or "default"
+    sink = None
+    if not to_stdout:
+        out_target, lock, existing = open_output(out, inputs=direct, resume=resume, force=force)
+        try:
+            sink = open(out_target.real, "a", encoding="utf-8")
+        except OSError as exc:
+            if lock is not None:
+                lock.__exit__(None, None, None)
+            raise output_error(out, exc) from None
     settings = opts.decoding_settings()
-
-    runner = _Runner(console, opts, target, engine_factory, existing, model_id, settings,
-                     None if to_stdout else open(out_path, "a", encoding="utf-8"))
+    runner = _Runner(console, opts, target, engine_factory, existing, pipeline.model_identity(opts),
+                     settings, sink, out)
+    runner.fsync = lock is not None  # not on a device or FIFO (/dev/stdout, /dev/null)
+    docs = _prefetch(inputs, opts, workers)
     try:
         with _StopFlag() as stop, console.progress("documents", total=len(inputs)) as bar:
-            runner.run(_prefetch(inputs, opts, workers), stop, bar)
+            runner.run(docs, stop, bar)
     finally:
+        docs.close()
         runner.close()
+        if lock is not None:
+            lock.__exit__(None, None, None)
     c = runner.counts
     console.info(f"{c['done']} processed, {c['skipped']} already done, {c['errors']} unreadable, "
                  f"{c['invalid']} invalid" + ("" if to_stdout else f"; results in {display_name(out)}"))
@@ -204,11 +333,15 @@ class _Runner:
     `--schema auto`'s type choice or a validation retry, is queued as soon as its previous one
     finishes) and records are written in completion order; otherwise one document at a time."""
 
-    def __init__(self, console, opts, target, engine_factory, existing, model_id, settings, sink):
+    def __init__(self, console, opts, target, engine_factory, existing, model_id, settings, sink,
+                 out="-"):
         self.console, self.opts, self.target = console, opts, target
         self.engine_factory = engine_factory
         self.existing, self.model_id, self.settings = existing, model_id, settings
-        self.sink = sink
+        # Records of outputs written before key version 2 are matched by their old key + source.
+        self.model_arg = opts.model or os.environ.get("DOCEXTRACT_MODEL") or "default"
+        self.sink, self.out = sink, out
+        self.fsync = True
         self.engine = None
         self.session = None
         self.inflight: dict[int, dict[str, Any]] = {}
@@ -236,8 +369,7 @@ class _Runner:
             if exhausted or stop.requested:
                 break
         if stop.requested:
-            raise Interrupted("interrupted; finished records are saved",
-                              hint="run the same command again to resume")
+            raise stop.stopped()
 
     def _has_room(self) -> bool:
         if self.session is None:
@@ -245,14 +377,37 @@ class _Runner:
         # Keep the queue a little ahead of the pool so a freed slot never waits for ingestion.
         return self.session.in_flight < self.session.slots + 2
 
-    def _start(self, path: str, fut) -> None:
-        sha, pages, ingest_s = fut.result()
-        key = record_key(sha, self.target.ref, self.model_id, self.settings) if sha else None
+    def _key(self, inp: Input, sha: str | None, uses_model: bool) -> str | None:
+        """This input's key (None when its bytes could not be read: retried on every run).
+        A record made without the model (an unreadable document) does not depend on it."""
+        if sha is None:
+            return None
+        return record_key([(inp.name, sha)], self.target.ref,
+                          self.model_id if uses_model else None, self.settings)
+
+    def _done_before(self, inp: Input, sha: str | None, key: str | None) -> dict | None:
         if key is not None and key in self.existing:
+            return self.existing[key]
+        if sha is None:
+            return None
+        old = legacy_key(sha, self.target.ref, self.model_arg, self.settings)
+        rec = self.existing.get(old)
+        if rec is not None and rec.get("source") == display_name(inp.path):
+            # Claimed once: an identical file elsewhere is not covered by this record.
+            del self.existing[old]
+            return rec
+        return None
+
+    def _start(self, inp: Input, fut) -> None:
+        sha, pages, ingest_s = fut.result()
+        key = self._key(inp, sha, not isinstance(pages, InputError))
+        previous = self._done_before(inp, sha, key)
+        if previous is not None:
             self.counts["skipped"] += 1
-            self.worst = _worse(self.worst, self.existing[key])
+            self.worst = _worse(self.worst, previous)
             self.bar.update(1, skipped=self.counts["skipped"])
             return
+        path = inp.path
         doc = {"path": path, "sha": sha, "key": key, "ingest_s": ingest_s}
         if isinstance(pages, InputError):
             self.console.warn(pages.message)
@@ -261,6 +416,9 @@ class _Runner:
         self.pages += len(pages)
         if self.engine is None:
             self.engine = self.engine_factory(self.opts, self.console)
+            if "repo" in self.model_id:  # downloaded by the load: now a folder in the cache
+                self.model_id = pipeline.model_identity(self.opts)
+                doc["key"] = self._key(inp, sha, True)
             if hasattr(self.engine, "session"):
                 self.session = self.engine.session(slots=self.opts.max_batch,
                                                    memory_gib=self.opts.gpu_memory)
@@ -317,9 +475,13 @@ class _Runner:
         if self.sink is None:
             self.console.emit_text(line)
         else:
-            self.sink.write(line)
-            self.sink.flush()
-            os.fsync(self.sink.fileno())
+            try:
+                self.sink.write(line)
+                self.sink.flush()
+                if self.fsync:
+                    os.fsync(self.sink.fileno())
+            except OSError as exc:
+                raise output_error(self.out, exc) from None
         self.worst = _worse(self.worst, record)
         if doc["key"] is not None:
             self.existing[doc["key"]] = record
@@ -333,7 +495,10 @@ class _Runner:
         if self.session is not None:
             self.session.close()
         if self.sink is not None:
-            self.sink.close()
+            try:
+                self.sink.close()
+            except OSError:  # already reported by the write that failed
+                pass
 
 
 def _worse(code: ExitCode, record: dict[str, Any]) -> ExitCode:

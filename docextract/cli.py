@@ -11,7 +11,7 @@ import typer
 
 from . import __version__
 from .console import Console
-from .errors import DocextractError, ExitCode
+from .errors import DocextractError, ExitCode, sigterm_as_error
 
 app = typer.Typer(
     name="docextract", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
@@ -27,8 +27,8 @@ statements and invoices (GST, UK VAT), read by a local Qwen3.5 model. Nothing le
 
   docextract schemas aadhaar
 
-Exit codes: 0 ok, 1 validation failed, 2 usage, 3 unreadable input, 4 model/engine failure,
-130 interrupted.""")
+Exit codes: 0 ok, 1 validation failed, 2 usage, 3 unreadable input or unwritable output,
+4 model/engine failure, 130 interrupted, 141 stdout closed, 143 terminated (SIGTERM).""")
 model_app = typer.Typer(no_args_is_help=True, help="Download, inspect and quantise models.")
 app.add_typer(model_app, name="model")
 
@@ -64,6 +64,8 @@ RetriesOpt = Annotated[int, typer.Option("--retries", min=0, max=5,
                                          help="Extra attempts when hard validation errors remain.")]
 OfflineOpt = Annotated[bool, typer.Option("--offline", envvar="HF_HUB_OFFLINE",
                                           help="Never download anything.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an --out file that docextract "
+                                        "did not write (its content is lost).")]
 
 
 def _console(quiet: bool = False, verbose: bool = False, no_progress: bool = False) -> Console:
@@ -76,7 +78,11 @@ def _console(quiet: bool = False, verbose: bool = False, no_progress: bool = Fal
 def _guard(console: Console) -> Iterator[None]:
     """Map every failure to `error:`/`hint:` on stderr and its exit code."""
     try:
-        yield
+        with sigterm_as_error():
+            yield
+    except BrokenPipeError:  # `| head -1`: the reader has what it wanted
+        console.drop_stdout()
+        raise typer.Exit(int(ExitCode.BROKEN_PIPE))
     except DocextractError as exc:
         console.report(exc)
         raise typer.Exit(int(exc.exit_code))
@@ -107,7 +113,7 @@ def run(files: Annotated[List[str], typer.Argument(help="PDF or image files; - r
         retries: RetriesOpt = 1, offline: OfflineOpt = False,
         out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write here (atomically) "
                                                     "instead of stdout.")] = None,
-        quiet: Quiet = False, verbose: Verbose = False, no_progress: NoProgress = False) -> None:
+        force: ForceOpt = False, quiet: Quiet = False, verbose: Verbose = False, no_progress: NoProgress = False) -> None:
     """Extract one record per document: one JSON object for one file, JSON Lines for several.
 
     [b]Examples[/b]
@@ -124,7 +130,7 @@ def run(files: Annotated[List[str], typer.Argument(help="PDF or image files; - r
     with _guard(console):
         opts = _options(schema, model, pages, dpi, max_pixels, password, experts, device, unmask,
                         retries, offline)
-        code = run_files(files, opts, console, out=str(out) if out else None)
+        code = run_files(files, opts, console, out=str(out) if out else None, force=force)
     raise typer.Exit(int(code))
 
 
@@ -147,7 +153,7 @@ def batch(paths: Annotated[List[str], typer.Argument(help="Folders (recursive) a
           model: ModelOpt = None, pages: PagesOpt = None, dpi: DpiOpt = None,
           max_pixels: MaxPixelsOpt = None, password: PasswordOpt = None,
           experts: ExpertsOpt = None, device: DeviceOpt = None, unmask: UnmaskOpt = False,
-          retries: RetriesOpt = 1, offline: OfflineOpt = False,
+          retries: RetriesOpt = 1, offline: OfflineOpt = False, force: ForceOpt = False,
           quiet: Quiet = False, verbose: Verbose = False, no_progress: NoProgress = False) -> None:
     """Extract every document under folders into a JSON Lines file; resumes where it stopped.
 
@@ -167,7 +173,8 @@ def batch(paths: Annotated[List[str], typer.Argument(help="Folders (recursive) a
         opts = _options(schema, model, pages, dpi, max_pixels, password, experts, device, unmask,
                         retries, offline)
         opts.max_batch, opts.gpu_memory = max_batch, gpu_memory
-        code = run_batch(paths, opts, console, out=out, glob=glob, resume=resume, workers=workers)
+        code = run_batch(paths, opts, console, out=out, glob=glob, resume=resume, workers=workers,
+                         force=force)
     raise typer.Exit(int(code))
 
 
@@ -224,6 +231,8 @@ def validate(file: Annotated[str, typer.Argument(help="A JSON file, or - for std
     with _guard(console):
         spec = schemas.get(schema)
         try:
+            if file == "-" and sys.stdin is None:  # started with stdin closed (<&-)
+                raise OSError(9, "stdin is closed")
             raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
             text = raw.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:

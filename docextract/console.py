@@ -85,6 +85,16 @@ class Console:
         self.out.write(dumps(obj) + "\n")
         self.out.flush()
 
+    def drop_stdout(self) -> None:
+        """stdout's reader went away (`| head -1`): later writes, and the flush at exit, go
+        nowhere instead of raising BrokenPipeError again."""
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.out.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
     def emit_text(self, text: str) -> None:
         self.out.write(text if text.endswith("\n") else text + "\n")
         self.out.flush()
@@ -169,6 +179,7 @@ class Progress:
         self.console = console
         self.live = live
         self._last_line = 0.0
+        self._last_text = ""
         self.description = description
         self.total = total
         self.show = show
@@ -182,10 +193,13 @@ class Progress:
         now = time.monotonic()
         if now - self._start < self.DELAY_S or (not final and now - self._last_line < self.LINE_EVERY_S):
             return
-        self._last_line = now
         of = f"/{self.total}" if self.total is not None else ""
         extra = f" {self._extra()}" if self.fields else ""
-        self.console.err.write(f"{self.description}: {self.completed}{of}{extra}\n")
+        line = f"{self.description}: {self.completed}{of}{extra}\n"
+        if final and line == self._last_text:
+            return  # the last line already said it: `documents: 1/1` once
+        self._last_line, self._last_text = now, line
+        self.console.err.write(line)
         self.console.err.flush()
 
     def _ensure(self) -> None:

@@ -25,6 +25,28 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def _model_problem(model: str, path: Path) -> str | None:
+    """Why the configured model cannot be used, read from the local disk only (a repository id
+    that is not downloaded yet is fine: run and batch download it)."""
+    import json
+
+    from .pipeline import _looks_like_path
+
+    if not path.is_dir():
+        return "no such model folder" if _looks_like_path(model) else None
+    config = path / "config.json"
+    if not config.is_file():
+        return "no config.json in the model folder"
+    try:
+        if not isinstance(json.loads(config.read_bytes()), dict):
+            return "config.json is not a JSON object"
+    except (OSError, ValueError, RecursionError) as exc:
+        return f"config.json cannot be read ({type(exc).__name__})"
+    if not any(path.glob("*.safetensors")):
+        return "no .safetensors weights in the model folder"
+    return None
+
+
 def check() -> dict[str, Any]:
     report: dict[str, Any] = {
         "docextract": __version__,
@@ -61,9 +83,12 @@ def check() -> dict[str, Any]:
     if model is None:
         report["model"] = {"configured": False}
     else:
-        p = Path(model)
+        p = Path(model).expanduser()
         report["model"] = {"configured": True, "value": model,
                            "local_dir": p.is_dir(), "has_config": (p / "config.json").is_file()}
+        problem = _model_problem(model, p)
+        if problem:
+            problems.append(f"DOCEXTRACT_MODEL={model}: {problem}")
     report["offline"] = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0")
     report["problems"] = problems
     report["usable"] = not problems

@@ -19,6 +19,7 @@ more than `max_pages` selected pages is refused with a hint to use --pages.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import logging
@@ -39,7 +40,7 @@ import pymupdf
 from PIL import (BmpImagePlugin, GifImagePlugin, Image, ImageOps, JpegImagePlugin,  # noqa: F401
                  PngImagePlugin, TiffImagePlugin, WebPImagePlugin)
 
-from .errors import InputError, UsageError
+from .errors import InputError, PageRangeError, UsageError
 from .fsutil import display_name
 
 DEFAULT_DPI = 200
@@ -150,7 +151,8 @@ def parse_pages(spec: str) -> list[tuple[int, int | None]]:
 def select_pages(ranges: Sequence[tuple[int, int | None]] | None, count: int, name: str,
                  spec: str | None = None) -> list[int]:
     """The 1-based page numbers `ranges` picks out of a `count`-page document, in document order,
-    each once. A page beyond the end -> InputError naming the page count."""
+    each once. A page beyond the end -> PageRangeError (exit 2, a bad page range) naming the page
+    count."""
     if ranges is None:
         return list(range(1, count + 1))
     chosen: set[int] = set()
@@ -160,8 +162,8 @@ def select_pages(ranges: Sequence[tuple[int, int | None]] | None, count: int, na
             asked = start if start > count else last
             shown = spec if spec is not None else ",".join(
                 f"{s}-{'' if e is None else e}" for s, e in ranges)
-            raise InputError(f"{name}: --pages {shown} asks for page {asked}, but the document "
-                             f"has {_plural(count, 'page')}")
+            raise PageRangeError(f"{name}: --pages {shown} asks for page {asked}, but the "
+                                 f"document has {_plural(count, 'page')}")
         chosen.update(range(start, last + 1))
     return sorted(chosen)
 
@@ -193,11 +195,15 @@ def fit_size(width: float, height: float, max_pixels: int = DEFAULT_MAX_PIXELS) 
 def file_sha256(path: str | os.PathLike | bytes) -> str:
     """sha256 hex of a file's bytes, read in chunks; unreadable -> InputError naming the file."""
     name = display_name(path)
-    _check_readable_path(path, name)
     digest = hashlib.sha256()
+    read = 0
     try:
-        with open(path, "rb") as f:
+        with _open_regular(path, name) as f:
             while chunk := f.read(1 << 20):
+                read += len(chunk)
+                if read > MAX_FILE_BYTES:  # a file that grows while it is read
+                    raise InputError(f"{name}: file is larger than the limit of "
+                                     f"{_size(MAX_FILE_BYTES)}")
                 digest.update(chunk)
     except OSError as exc:
         raise _os_error(name, exc) from None
@@ -206,25 +212,32 @@ def file_sha256(path: str | os.PathLike | bytes) -> str:
 
 def write_pages(pages: Iterable[Page], out_dir: str | os.PathLike) -> list[Path]:
     """Write each page as PNG into `out_dir` (created if needed), named by page number:
-    page-001.png, page-002.png ... (wider numbers when a page number has more digits)."""
+    page-001.png, page-002.png ... (wider numbers when a page number has more digits). Each file
+    is written atomically; a symbolic link (or a FIFO, a device) already in the folder under a
+    page's name is refused (UsageError) before anything is written, never followed."""
+    from .fsutil import atomic_write_bytes, output_error
+
     pages = list(pages)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UsageError(f"{display_name(out)}: is a file, not a folder",
+                         hint="--out takes a folder for the PNG pages") from None
     except OSError as exc:
-        raise UsageError(f"{display_name(out)}: cannot create the output folder "
-                         f"({exc.strerror or exc})") from None
+        raise output_error(out, exc) from None
     digits = max([3] + [len(str(p.number)) for p in pages])
-    written = []
-    for page in pages:
-        path = out / f"page-{page.number:0{digits}d}.png"
-        try:
-            page.image.save(path, "PNG")
-        except OSError as exc:
-            raise UsageError(f"{display_name(path)}: cannot write "
-                             f"({exc.strerror or exc})") from None
-        written.append(path)
-    return written
+    paths = [out / f"page-{page.number:0{digits}d}.png" for page in pages]
+    for path in paths:
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            what = "a symbolic link" if path.is_symlink() else "not a regular file"
+            raise UsageError(f"{display_name(path)} is {what}; refusing to write through it",
+                             hint="remove it, or choose an empty folder for --out")
+    for page, path in zip(pages, paths):
+        buf = io.BytesIO()
+        page.image.save(buf, "PNG")
+        atomic_write_bytes(path, buf.getvalue())
+    return paths
 
 
 def sniff(data: bytes) -> str | None:
@@ -250,7 +263,12 @@ def sniff(data: bytes) -> str | None:
         return "AVIF"
     if brands & {b"mif1", b"msf1"}:
         return "HEIF"
-    # The PDF header may follow some junk; readers look within the first kilobyte.
+    # The PDF header may follow some junk; readers look within the first kilobyte. Not in a
+    # container of another kind: a ZIP (Word, Excel...) or an old Office file may hold a PDF.
+    if head.startswith(b"%PDF-"):
+        return "PDF"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\xd0\xcf\x11\xe0", b"%!PS")):
+        return None
     if b"%PDF-" in data[:1024]:
         return "PDF"
     return None
@@ -307,6 +325,9 @@ def _is_stdin(source) -> bool:
 
 def _read_stdin(stream: BinaryIO | None) -> bytes:
     if stream is None:
+        if sys.stdin is None or getattr(sys.stdin, "buffer", None) is None:
+            raise InputError("stdin: is closed, nothing was piped in",
+                             hint="pipe a file in, e.g. docextract run - < scan.pdf")
         stream = sys.stdin.buffer
     try:
         if stream.isatty():
@@ -323,24 +344,51 @@ def _read_stdin(stream: BinaryIO | None) -> bytes:
     return data
 
 
-def _check_readable_path(path, name: str) -> os.stat_result:
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise _os_error(name, exc) from None
+_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _check_readable_path(path, name: str, st: os.stat_result | None = None) -> os.stat_result:
+    """Only regular files are read: a FIFO would block, a device (/dev/zero) never ends."""
+    if st is None:
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise _os_error(name, exc) from None
     if stat.S_ISDIR(st.st_mode):
         raise InputError(f"{name}: is a directory, not a file",
                          hint="to read every document in a folder, use 'docextract batch DIR'")
-    if stat.S_ISREG(st.st_mode) and st.st_size > MAX_FILE_BYTES:
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((what for test, what in _KINDS if test(st.st_mode)), "not a regular file")
+        raise InputError(f"{name}: is {kind}, not a regular file; skipped",
+                         hint="copy the document to a file, or pipe it in: docextract run - < FILE")
+    if st.st_size > MAX_FILE_BYTES:
         raise InputError(f"{name}: file is {_size(st.st_size)}, above the limit of "
                          f"{_size(MAX_FILE_BYTES)}")
     return st
 
 
-def _read_file(path, name: str) -> bytes:
+def _open_regular(path, name: str) -> BinaryIO:
+    """Open `path` for reading only if it is a regular file: opened without blocking (a FIFO with
+    no writer would wait forever), then checked on the open descriptor (no race with a swap)."""
     _check_readable_path(path, name)
+    f = open(path, "rb", opener=_open_nonblocking)
     try:
-        with open(path, "rb") as f:
+        _check_readable_path(path, name, os.fstat(f.fileno()))
+        os.set_blocking(f.fileno(), True)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _open_nonblocking(path, flags: int) -> int:
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+def _read_file(path, name: str) -> bytes:
+    try:
+        with _open_regular(path, name) as f:
             data = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise _os_error(name, exc) from None
@@ -360,6 +408,9 @@ def _os_error(name: str, exc: OSError) -> InputError:
                           hint="to read every document in a folder, use 'docextract batch DIR'")
     if isinstance(exc, NotADirectoryError):
         return InputError(f"{name}: no such file (a part of the path is not a folder)")
+    if exc.errno == errno.ELOOP:
+        return InputError(f"{name}: is a symbolic link loop; skipped",
+                          hint="fix or remove the link (ls -l shows where it points)")
     return InputError(f"{name}: cannot read ({exc.strerror or type(exc).__name__})")
 
 

@@ -7,8 +7,10 @@ pipeline through a fake engine.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 from .console import Console, dumps
 from .errors import DocextractError, ExitCode, InputError, ModelError
-from .fsutil import atomic_write_text, display_name
+from .fsutil import atomic_write_text, check_output, display_name, written_by_docextract
 
 DEFAULT_RETRIES = 1
 
@@ -75,6 +77,27 @@ def _gpu_memory_gib(device: str | None) -> float | None:
 
 def _looks_like_path(model: str) -> bool:
     return model.startswith(("/", ".", "~")) or model.count("/") != 1 or Path(model).exists()
+
+
+def model_identity(opts: RunOptions) -> dict[str, Any]:
+    """The model as the batch key names it, without loading or downloading anything: its
+    resolved folder and the sha256 of its config.json (`--model DIR` and `--model DIR/`, or a
+    repository id and its cached folder, are the same model); {"repo": id} for a repository not
+    downloaded yet."""
+    from .engine import hub
+
+    model = opts.model or os.environ.get("DOCEXTRACT_MODEL")
+    if not model:
+        model = hub.default_model(_gpu_memory_gib(opts.device))[0]
+    path = Path(model).expanduser()
+    folder = path if path.is_dir() else (None if _looks_like_path(model) else hub.cached(model))
+    if folder is None:
+        return {"repo": model}
+    try:
+        config = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()
+    except OSError:
+        config = None
+    return {"folder": os.path.realpath(folder), "config_sha256": config}
 
 
 def resolve_model(opts: RunOptions, console: Console) -> tuple[Path, str]:
@@ -382,15 +405,18 @@ def process_file(source: str, target, opts: RunOptions, get_engine: Callable[[],
 
 
 def run_files(files: Sequence[str], opts: RunOptions, console: Console, *, out: str | None = None,
-              engine_factory: EngineFactory | None = None) -> ExitCode:
+              engine_factory: EngineFactory | None = None, force: bool = False) -> ExitCode:
     """`docextract run`: one record per input; one input -> one JSON object, several -> JSONL.
 
     Exit code: 3 if any input could not be read, else 4 on an engine failure, else 1 if any
     extraction is invalid, else 0. With one input, an unreadable file is only an error line
     (nothing on stdout); with several, it is also an error record, so the JSON Lines keep one
-    line per input.
+    line per input. `out` is checked before anything is read or loaded (see fsutil.check_output).
     """
     target = resolve_schema(opts.schema)
+    if out is not None:
+        check_output(out, inputs=[f for f in files if f != "-"], force=force,
+                     ours=written_by_docextract)
     engine = None
 
     def get_engine():
@@ -430,6 +456,28 @@ def run_files(files: Sequence[str], opts: RunOptions, console: Console, *, out: 
     return code
 
 
+MAX_JSON_DEPTH = 64
+
+
+def _too_deep() -> InputError:
+    return InputError(f"not JSON that can be checked: nested deeper than {MAX_JSON_DEPTH} levels",
+                      hint="records nest a few levels deep; is this the right file?")
+
+
+def _check_depth(obj: Any) -> None:
+    """Refuse JSON nested deeper than MAX_JSON_DEPTH (no record comes near), measured without
+    recursion, before any recursive validation sees it."""
+    stack = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise _too_deep()
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+
+
 def validate_document(text: str, spec, *, unmask: bool = False) -> dict[str, Any]:
     """`docextract validate`: check a JSON document against a schema's shape and domain rules.
     Not JSON at all -> InputError (exit 3)."""
@@ -440,6 +488,13 @@ def validate_document(text: str, spec, *, unmask: bool = False) -> dict[str, Any
         obj = json.loads(text, parse_constant=no_constants)
     except json.JSONDecodeError as exc:
         raise InputError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:  # nested past Python's own limit
+        raise _too_deep() from None
+    except ValueError as exc:  # an integer past Python's digit limit
+        raise InputError("not JSON that can be checked: a number has more than "
+                         f"{sys.get_int_max_str_digits()} digits",
+                         hint="numbers in a record have at most a few dozen digits") from None
+    _check_depth(obj)
     validation = spec.validate(obj)
     data, errors, masked = spec.output(validation, unmask=unmask)
     return {"schema": spec.ref, "valid": validation.valid, "errors": errors,

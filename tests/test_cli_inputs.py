@@ -169,9 +169,13 @@ def test_bad_pages_spec_is_a_usage_error(tmp_path, no_engine):
         assert res.stderr.startswith("error: --pages '3-1'") and "Traceback" not in res.stderr
 
 
-def test_pages_beyond_the_document(tmp_path, no_engine):
+def test_pages_beyond_the_document_is_a_bad_page_range_exit_2(tmp_path, no_engine):
+    # README: 2 = usage error: bad flag, unknown schema, bad page range.
     pdf = make_pdf(tmp_path / "scan.pdf", pages=3)
-    assert "has 3 pages" in run_error(pdf, "--pages", "2-7")
+    res = invoke("run", str(pdf), "--schema", "receipt", "--pages", "2-7")
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr.startswith(f"error: {pdf}: --pages 2-7 asks for page 7")
+    assert "has 3 pages" in res.stderr and "Traceback" not in res.stderr
 
 
 # ---- bad inputs given to `run` (each exits 3 before any model is loaded) ----

@@ -181,9 +181,11 @@ def test_select_pages_in_document_order_each_once():
 
 @pytest.mark.parametrize("spec, asked", [("2,9", 9), ("3-12", 12), ("9-", 9)])
 def test_page_beyond_the_document_names_the_page_count(pdf3, spec, asked):
-    with pytest.raises(InputError) as excinfo:
+    with pytest.raises(InputError) as excinfo:  # an input error record in a batch
         ingest.load(pdf3, pages=spec)
-    message = input_error(excinfo, str(pdf3))
+    assert excinfo.value.exit_code == 2  # README: a bad page range is a usage error
+    message = excinfo.value.message
+    assert message.startswith(f"{pdf3}: ") and message.isprintable()
     assert f"page {asked}" in message and "has 3 pages" in message
 
 

@@ -2,6 +2,7 @@
 that need a real process (SIGKILL, SIGINT). Usage: python fake_cli.py DELAY_S ARGS..."""
 
 import importlib.util
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ schemas.get = lambda name: receipt if name == "receipt" else real_get(name)
 
 
 def answer(request):
+    if os.environ.get("FAKE_CLI_READY"):  # tells a test that the extraction has started
+        Path(os.environ["FAKE_CLI_READY"]).touch()
     time.sleep(delay)
     return '{"id_number":"234123412346","items":[1,2],"total":3}'
 

@@ -137,11 +137,17 @@ def test_no_documents_is_a_usage_error(receipt_spec, tmp_path):
     assert res.exit_code == 2 and res.stderr.startswith("error: no documents")
 
 
-def test_read_existing_ignores_garbage(tmp_path):
+def test_read_existing_keeps_records_and_refuses_lines_it_cannot_prove_its_own(tmp_path):
     out = tmp_path / "o.jsonl"
-    out.write_text('{"key": "a", "errors": []}\nnot json\n{"key": "b", "errors": []}\n{"key"')
+    rec = '{"source": "%s", "valid": true, "errors": [], "key": "%s"}\n'
+    out.write_text(rec % ("a.png", "a") + rec % ("b.png", "b") + '{"source":"c.png","va')
     keep, dirty = batch.read_existing(out)
-    assert set(keep) == {"a", "b"} and dirty
+    assert set(keep) == {"a", "b"} and dirty  # the line cut short by a crash goes
+    for foreign in ("not json\n", '{"key": "a", "errors": []}\n', "[1, 2]\n", '{"a": 1}'):
+        out.write_text(rec % ("a.png", "a") + foreign)
+        with pytest.raises(batch.ForeignOutput) as excinfo:
+            batch.read_existing(out)
+        assert excinfo.value.line == 2
 
 
 def _run_fake(args, delay):
