@@ -88,9 +88,9 @@ def _extract(cases, root: Path, schema: str, console: Console, opts, work, predi
     """Run the batch engine over the cases into the predictions file (resumable)."""
     import os
 
-    from ..batch import read_existing, record_key, run_batch
+    from ..batch import collect_documents, read_existing, record_key, run_batch
     from ..ingest import file_sha256
-    from ..pipeline import RunOptions, resolve_schema
+    from ..pipeline import RunOptions, model_identity, resolve_schema
 
     opts = opts or RunOptions(schema=schema)
     opts.schema = schema
@@ -109,12 +109,15 @@ def _extract(cases, root: Path, schema: str, console: Console, opts, work, predi
     target = resolve_schema(schema)
     model_id = opts.model or os.environ.get("DOCEXTRACT_MODEL") or "default"
     settings = opts.decoding_settings()
-    keys = {c.name: record_key(c.sha256, target.ref, model_id, settings) for c in cases}
     before, _ = read_existing(out)
     t0 = time.monotonic()
     run_batch(inputs, opts, console, out=str(out), resume=True, workers=workers,
               engine_factory=engine_factory)
     wall_s = time.monotonic() - t0
+    # The keys batch gave these documents (after the run: a repository id names its folder then).
+    identity = model_identity(opts)
+    keys = {c.name: record_key([(doc.name, c.sha256)], target.ref, identity, settings)
+            for c, doc in zip(cases, collect_documents(inputs, None))}
     records = dataset.read_records(out)
     by_key = {r.get("key"): r for r in records if r.get("key")}
     dataset.attach_records(cases, records)  # fallback: same file under other settings
