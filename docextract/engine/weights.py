@@ -114,6 +114,14 @@ def checkpoint_files(model_dir: str | Path) -> list[Path]:
     if index.is_file():
         weight_map = _weight_map(index)
         files = list(dict.fromkeys(weight_map.values()))
+        # A shard is a file of this folder, named as the Hub names it: never a path that could
+        # leave the folder (`../../etc/passwd`, `/etc/passwd`, `sub/../../x`).
+        outside = [f for f in files if not _is_shard_name(f)]
+        if outside:
+            raise ModelError(f"{index} names shard(s) that are not safetensors files of the "
+                             f"model folder: {_names(outside)}",
+                             hint="a shard is a plain file name ending in .safetensors; this "
+                                  "index is damaged or was not written by a Hub checkpoint")
         missing = [f for f in files if not (model_dir / f).is_file()]
         if missing:
             raise ModelError(f"{index} names shard(s) that are not in the folder: "
@@ -125,6 +133,11 @@ def checkpoint_files(model_dir: str | Path) -> list[Path]:
     hint = ("only safetensors checkpoints are loaded (pickle files are never opened)" if pickles
             else "pass a Hugging Face checkpoint folder, or `docextract model pull REPO_ID`")
     raise ModelError(f"no {SINGLE_FILE} or {INDEX_FILE} in {model_dir}", hint=hint)
+
+
+def _is_shard_name(name: str) -> bool:
+    return (name.endswith(".safetensors") and name == Path(name).name and "\\" not in name
+            and name not in (".", "..") and "\x00" not in name)
 
 
 def _weight_map(index: Path) -> dict[str, str]:
