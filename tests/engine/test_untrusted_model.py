@@ -26,3 +26,69 @@ def test_index_naming_a_shard_outside_the_folder_is_refused(tmp_path, shard):
         checkpoint_files(model)
     with pytest.raises(ModelError, match="not safetensors files of the model folder"):
         read_headers(model)
+
+
+def _config_file(tmp_path, change) -> object:
+    from docextract.engine import randomckpt
+
+    data = randomckpt.config_dict("moe")
+    change(data)
+    folder = tmp_path / "cfg"
+    folder.mkdir(exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(data))
+    return folder
+
+
+def test_zero_context_is_refused_at_config_load(tmp_path):
+    from docextract.engine.config import load_config
+
+    folder = _config_file(tmp_path, lambda d: d["text_config"].update(max_position_embeddings=0))
+    with pytest.raises(ModelError, match="max_position_embeddings must be a positive integer"):
+        load_config(folder)
+
+
+@pytest.mark.parametrize("section,key,value", [
+    ("text_config", "num_hidden_layers", 10**12), ("text_config", "vocab_size", 10**12),
+    ("vision_config", "depth", 10**6), ("text_config", "hidden_size", 10**9),
+    ("text_config", "num_experts", 10**7)])
+def test_absurd_sizes_are_refused_before_anything_is_built(tmp_path, section, key, value):
+    from docextract.engine.config import load_config
+
+    # num_hidden_layers 10**12 used to build a 10**12-entry layer list inside the config itself.
+    folder = _config_file(tmp_path, lambda d: d[section].update({key: value}))
+    with pytest.raises(ModelError, match=f"{key} is {value:,}, above the limit"):
+        load_config(folder)
+
+
+def test_deeply_nested_config_is_a_clean_error(tmp_path):
+    from docextract.engine.config import load_config
+
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(ModelError, match="nests too deeply"):
+        load_config(folder)
+
+
+@pytest.mark.parametrize("section,key,value", [
+    ("text_config", "vocab_size", 4096), ("vision_config", "depth", 5),
+    ("text_config", "num_hidden_layers", 8)])
+def test_config_sizes_that_the_weights_do_not_have_are_refused_before_allocation(
+        tmp_path, monkeypatch, section, key, value):
+    from docextract.engine import quant, randomckpt
+    from docextract.engine.config import load_config
+
+    folder = randomckpt.write(tmp_path / "ckpt", kind="dense")
+    data = json.loads((folder / "config.json").read_text())
+    data[section][key] = value
+    if key == "num_hidden_layers":
+        data["text_config"].pop("layer_types", None)
+    (folder / "config.json").write_text(json.dumps(data))
+    config = load_config(folder)
+
+    def no_allocation(*args, **kwargs):
+        raise AssertionError("the model was built before the config was checked")
+
+    monkeypatch.setattr(quant.Model, "empty", no_allocation)
+    with pytest.raises(ModelError, match="does not match its weights"):
+        quant.load_model(folder, config, quant.torch.float32, "cpu")
