@@ -74,7 +74,9 @@ def _gpu_memory_gib(device: str | None) -> float | None:
 
 
 def _looks_like_path(model: str) -> bool:
-    return model.startswith(("/", ".", "~")) or model.count("/") != 1 or Path(model).exists()
+    from .engine.hub import looks_like_path
+
+    return looks_like_path(model)
 
 
 def resolve_model(opts: RunOptions, console: Console) -> tuple[Path, str]:
@@ -100,7 +102,7 @@ def resolve_model(opts: RunOptions, console: Console) -> tuple[Path, str]:
         return path, path.resolve().name
     if _looks_like_path(model):
         raise ModelError(f"{display_name(model)}: not a model directory",
-                         hint="download a model with 'docextract model pull REPO_ID'")
+                         hint=hub.missing_folder_hint(model))
     folder = hub.cached(model)
     if folder is not None:
         return folder, model

@@ -92,3 +92,37 @@ def test_config_sizes_that_the_weights_do_not_have_are_refused_before_allocation
     monkeypatch.setattr(quant.Model, "empty", no_allocation)
     with pytest.raises(ModelError, match="does not match its weights"):
         quant.load_model(folder, config, quant.torch.float32, "cpu")
+
+
+@pytest.mark.parametrize("typed", ["models/tpyo", "models/tpyo/", "./tpyo", "~/tpyo-model",
+                                   "a/b/c", "models\\tpyo"])
+def test_a_mistyped_model_folder_is_never_sent_to_the_hub(tmp_path, monkeypatch, typed):
+    from docextract import pipeline
+    from docextract.console import Console
+    from docextract.engine import hub
+
+    (tmp_path / "models" / "typo").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+    def hub_call(*args, **kwargs):
+        raise AssertionError(f"{typed!r} was looked up on the Hub")
+
+    for name in ("cached", "pull", "download_size"):
+        monkeypatch.setattr(hub, name, hub_call)
+    opts = pipeline.RunOptions(schema="pan", model=typed)
+    with pytest.raises(ModelError, match="not a model directory") as info:
+        pipeline.resolve_model(opts, Console(quiet=True))
+    assert info.value.exit_code == 4
+    if typed.startswith("models/"):
+        assert "did you mean models/typo" in info.value.hint
+
+
+def test_a_repository_id_is_still_a_repository_id(tmp_path, monkeypatch):
+    from docextract.engine import hub
+
+    monkeypatch.chdir(tmp_path)
+    assert not hub.looks_like_path("Qwen/Qwen3.5-0.8B")
+    (tmp_path / "Qwen").mkdir()
+    # A local folder named like the owner makes it a path: the local reading wins.
+    assert hub.looks_like_path("Qwen/Qwen3.5-0.8B")
