@@ -126,3 +126,23 @@ def test_a_repository_id_is_still_a_repository_id(tmp_path, monkeypatch):
     (tmp_path / "Qwen").mkdir()
     # A local folder named like the owner makes it a path: the local reading wins.
     assert hub.looks_like_path("Qwen/Qwen3.5-0.8B")
+
+
+def test_a_grammar_failure_names_neither_the_output_nor_the_schema():
+    from docextract.engine import randomckpt
+    from docextract.engine.constrain import GrammarCompiler
+
+    tok = randomckpt.build_tokenizer()
+    compiler = GrammarCompiler(tok.to_str(), 512, [tok.token_to_id("<|im_end|>")])
+    schema = {"type": "object", "required": ["holder"], "additionalProperties": False,
+              "properties": {"holder": {"type": "string", "maxLength": 3,
+                                        "description": "schema-secret"}}}
+    constraint = compiler.new(schema)
+    # The model's answer so far holds document text; past maxLength the matcher fails.
+    with pytest.raises(ModelError) as info:
+        for token in tok.encode('{"holder":"Rahul Kumar', add_special_tokens=False).ids:
+            constraint.accept(token)
+    text = f"{info.value.message} {info.value.hint}"
+    assert "constrained decoding failed" in text
+    for leaked in ("Rahul", "Kumar", "holder", "schema-secret", "maxLength", "<state>"):
+        assert leaked not in text, leaked
