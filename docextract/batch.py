@@ -164,7 +164,7 @@ def run_batch(paths: Sequence[str], opts: RunOptions, console: Console, *, out: 
               glob: str | None = None, resume: bool = True, workers: int = 2,
               engine_factory: EngineFactory | None = None) -> ExitCode:
     engine_factory = engine_factory or pipeline.load_engine
-    target = pipeline.resolve_schema(opts.schema)
+    target = pipeline.resolve_schema(opts.schema, console)
     to_stdout = out == "-"
     out_path = None if to_stdout else Path(out)
     if out_path is not None and out_path.is_dir():

@@ -174,6 +174,9 @@ def max_new_tokens_for(schema: dict[str, Any], cap: int = 32768) -> int:
         if kind == "array":
             return 2 + node.get("maxItems", cap) * (1 + size(node.get("items", {}), depth + 1))
         if kind == "string":
+            if "maxLength" not in node and node.get("format") in ("date", "date-time", "time",
+                                                                   "uuid"):
+                return 2 + 64  # a fixed-size format: at most ~35 characters, all ASCII
             # Escapes can take up to 6 bytes a character (\uXXXX).
             return 2 + 6 * node.get("maxLength", cap)
         if kind in ("number", "integer"):
@@ -193,9 +196,11 @@ def extract_flow(pages: Sequence[Any], spec, model_info: dict[str, str], *,
     from .engine.api import Request
 
     prompt = prompt_for(spec)
+    # Unbounded strings capped (see Spec.decoder_schema), so no field decodes for minutes.
+    decoder_schema = spec.decoder_schema
     request = Request(prompt=prompt, images=[p.image for p in pages],
                       image_labels=[f"Page {p.number}" for p in pages],
-                      json_schema=spec.json_schema, max_new_tokens=max_new_tokens_for(spec.json_schema))
+                      json_schema=decoder_schema, max_new_tokens=max_new_tokens_for(decoder_schema))
     timing: dict[str, Any] = {"prefill_s": 0.0, "decode_s": 0.0, "tokens": 0}
     attempts = 0
     validation = None
@@ -288,13 +293,22 @@ class AutoSchema:
         return "auto(" + ",".join(s.ref for s in self.specs) + ")"
 
 
-def resolve_schema(name: str):
-    """A Spec, or AutoSchema for `auto`; unknown names raise UsageError (exit 2)."""
+def resolve_schema(name: str, console: Console | None = None):
+    """A Spec, or AutoSchema for `auto`; unknown names raise UsageError (exit 2). With `console`,
+    a schema whose strings have no maxLength is named in a warning (the decoder caps them)."""
     from . import schemas
+    from .schemas._jsonschema import MAX_STRING_LENGTH
 
     if name == AUTO:
         return AutoSchema(tuple(schemas.get(n) for n in DOCUMENT_TYPES if n != "other"))
-    return schemas.get(name)
+    spec = schemas.get(name)
+    unbounded = spec.unbounded_strings
+    if console is not None and unbounded:
+        shown = ", ".join(unbounded[:5]) + (f" and {len(unbounded) - 5} more"
+                                             if len(unbounded) > 5 else "")
+        console.warn(f"schema {spec.name!r}: {shown} set no maxLength; the model may write at "
+                     f"most {MAX_STRING_LENGTH} characters in each (give maxLength to choose)")
+    return spec
 
 
 def detect_request(pages: Sequence[Any]):
@@ -394,7 +408,7 @@ def run_files(files: Sequence[str], opts: RunOptions, console: Console, *, out: 
     (nothing on stdout); with several, it is also an error record, so the JSON Lines keep one
     line per input.
     """
-    target = resolve_schema(opts.schema)
+    target = resolve_schema(opts.schema, console)
     engine = None
 
     def get_engine():

@@ -15,6 +15,7 @@ the constrained decoder could not follow it either.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import re
@@ -64,6 +65,31 @@ def compile_pattern(pattern: str) -> Any:
         if isinstance(detail, bytes):
             detail = detail.decode("utf-8", "replace")
         raise PatternError(str(detail) or "not a valid regular expression") from None
+
+
+# A string the schema leaves unbounded (no maxLength, enum, const or fixed-size format) is capped
+# at this many characters in the grammar the decoder follows (the user is told; README "Limits on
+# untrusted input"): without it one free-text field could decode up to the whole token budget.
+MAX_STRING_LENGTH = 1000
+BOUNDED_FORMATS = ("date", "date-time", "time", "uuid")
+
+
+def bound_strings(schema: dict, limit: int = MAX_STRING_LENGTH) -> tuple[dict, list[str]]:
+    """A copy of `schema` in which every unbounded string has maxLength `limit` (or its
+    minLength, when larger), and the JSON pointers of those strings."""
+    out = copy.deepcopy(schema)
+    paths = []
+    for path, sub in subschemas(out):
+        kind = sub.get("type")
+        kinds = kind if isinstance(kind, list) else [kind]
+        if ("string" not in kinds or "maxLength" in sub or "enum" in sub or "const" in sub
+                or sub.get("format") in BOUNDED_FORMATS):
+            continue
+        low = sub.get("minLength")
+        low = low if isinstance(low, int) and not isinstance(low, bool) else 0
+        sub["maxLength"] = max(limit, low)
+        paths.append(path)
+    return out, paths
 
 
 def subschemas(schema: Any, path: str = "#") -> Iterator[tuple[str, dict]]:
@@ -119,6 +145,42 @@ def unsupported(schema: Any) -> list[str]:
         extra = sub.get("additionalProperties")
         if extra is not None and not isinstance(extra, (bool, dict)):
             found.append(f"{path}: additionalProperties must be a boolean or a schema")
+    if not found:
+        found += [f"{ref}: $ref is recursive ({' -> '.join(cycle)}): the decoder needs a "
+                  "bounded answer; nest a fixed number of levels instead"
+                  for ref, cycle in _recursive_refs(schema)]
+    return found
+
+
+def _recursive_refs(root: dict) -> list[tuple[str, list[str]]]:
+    """Each $ref target from which a chain of $refs leads back to itself, with that chain."""
+    def refs_in(node: dict) -> list[str]:
+        return [sub["$ref"] for _, sub in subschemas(node) if isinstance(sub.get("$ref"), str)]
+
+    edges: dict[str, list[str]] = {}
+    pending = refs_in(root)
+    while pending:
+        ref = pending.pop()
+        if ref in edges:
+            continue
+        target = _resolve(root, ref)
+        edges[ref] = refs_in(target) if target is not None else []
+        pending += edges[ref]
+    found: list[tuple[str, list[str]]] = []
+    state: dict[str, int] = {}  # 1: on the current chain, 2: done
+
+    def visit(ref: str, chain: list[str]) -> None:
+        state[ref] = 1
+        for nxt in edges.get(ref, []):
+            if state.get(nxt) == 1:
+                found.append((nxt, chain[chain.index(nxt):] + [nxt]))
+            elif nxt not in state:
+                visit(nxt, chain + [nxt])
+        state[ref] = 2
+
+    for ref in list(edges):
+        if ref not in state:
+            visit(ref, [ref])
     return found
 
 
