@@ -109,8 +109,11 @@ class Engine:
         _check_kernels(kernels, dev)
         model_dir = Path(model_dir)
         config = load_config(model_dir)
-        model, report, stored = load_model(model_dir, config, _dtype(dtype), dev, experts)
+        # Tokenizer and chat template before the weights: a broken or hostile template (rendered
+        # once here, under the sandbox's limits) is refused before gigabytes are read.
         tokenizer = Tokenizer.from_dir(model_dir, config)
+        tokenizer.render([ImageSlot(), "Extract the fields."])
+        model, report, stored = load_model(model_dir, config, _dtype(dtype), dev, experts)
         processor = ImageProcessor.from_dir(model_dir, config.vision_config, max_pixels)
         engine = cls(model, tokenizer, processor, name=name or model_dir.resolve().name,
                      experts=stored, kernels=kernels)

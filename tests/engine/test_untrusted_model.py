@@ -146,3 +146,102 @@ def test_a_grammar_failure_names_neither_the_output_nor_the_schema():
     assert "constrained decoding failed" in text
     for leaked in ("Rahul", "Kumar", "holder", "schema-secret", "maxLength", "<state>"):
         assert leaked not in text, leaked
+
+
+@pytest.fixture
+def template_dir(tmp_path):
+    from docextract.engine import randomckpt
+
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    randomckpt.write_tokenizer(folder)
+    return folder
+
+
+HOSTILE_TEMPLATES = {
+    "repeat": "{{ 'A' * 10000000000 }}",
+    "nested-range": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}"
+                    "{% endfor %}",
+    "nested-string-loops": "{% set s = 'ab' * 400000 %}{% for a in s %}{% for b in s %}"
+                           "{% endfor %}{% endfor %}",
+    "doubling-concat": "{% set s = 'A' * 1000 %}" + "{% set s = s ~ s %}" * 40 + "{{ s|length }}",
+    "doubling-plus": "{% set ns = namespace(s='A') %}{% for i in range(60) %}"
+                     "{% set ns.s = ns.s + ns.s %}{% endfor %}",
+    "exponential-macro": "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}"
+                         "{% endmacro %}{{ f(60) }}",
+    "macro-buffer": "{% macro m(s) %}{% for i in range(100000) %}{{ s }}{% endfor %}"
+                    "{% endmacro %}{{ m('A' * 100000)|length }}",
+    "center-filter": "{{ 'a'|center(10000000000) }}",
+    "str-method": "{{ 'a'.ljust(10000000000) }}",
+    "replace-growth": "{{ ('A' * 100000)|replace('A', 'B' * 100000) }}",
+    "join-growth": "{{ (['A' * 100000] * 10)|join('x' * 1000000) }}",
+    "format-width": "{{ '%10000000000d' % 1 }}",
+    "str-format-width": "{{ '{:>10000000000}'.format(1) }}",
+    "huge-power": "{{ 10 ** 100000000 }}",
+    "squaring": "{% set ns = namespace(n=3) %}{% for i in range(64) %}"
+                "{% set ns.n = ns.n * ns.n %}{% endfor %}",
+    "output-size": "{% for i in range(100000) %}{{ 'A' * 1000 }}{% endfor %}",
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE_TEMPLATES)
+def test_a_hostile_chat_template_is_stopped_by_the_limits(template_dir, monkeypatch, name):
+    from docextract.engine import sandbox
+    from docextract.engine.tokenizer import Tokenizer
+
+    monkeypatch.setattr(sandbox, "TIME_LIMIT_S", 0.3)
+    (template_dir / "chat_template.jinja").write_text(HOSTILE_TEMPLATES[name])
+    tok = Tokenizer.from_dir(template_dir)
+    with pytest.raises(ModelError, match=r"chat template \(chat_template.jinja\) failed: "
+                                         r"(rendering took longer|.*would exceed|.*above)") as info:
+        tok.render(["Extract."])
+    assert info.value.exit_code == 4
+
+
+def test_the_limits_leave_real_templates_alone(template_dir):
+    from docextract.engine.tokenizer import BUILTIN_CHAT_TEMPLATE, ImageSlot, Tokenizer
+
+    tok = Tokenizer.from_dir(template_dir)
+    text = tok.render([ImageSlot(), "x" * 200_000], system="s")
+    assert text.count("<|image_pad|>") == 1 and "x" * 200_000 in text
+    (template_dir / "chat_template.jinja").write_text(
+        "{% for m in messages %}{{ m.role ~ ':' ~ (m.content|map(attribute='type')|join(','))"
+        " }}{% endfor %}{{ '%5d' % 42 }}{{ 'ab'|center(6) }}{{ [1, 2]|tojson }}")
+    assert Tokenizer.from_dir(template_dir).render([ImageSlot(), "t"]) == \
+        'user:image,text   42  ab  [1, 2]'
+    assert BUILTIN_CHAT_TEMPLATE
+
+
+@pytest.mark.parametrize("where", ["jinja", "config", "legacy"])
+@pytest.mark.parametrize("text", ["", "  \n"])
+def test_an_empty_chat_template_is_refused(template_dir, where, text):
+    from docextract.engine.tokenizer import Tokenizer
+
+    (template_dir / "chat_template.jinja").unlink()
+    if where == "jinja":
+        (template_dir / "chat_template.jinja").write_text(text)
+    elif where == "config":
+        config = json.loads((template_dir / "tokenizer_config.json").read_text())
+        config["chat_template"] = text
+        (template_dir / "tokenizer_config.json").write_text(json.dumps(config))
+    else:
+        (template_dir / "chat_template.json").write_text(json.dumps({"chat_template": text}))
+    with pytest.raises(ModelError, match="chat template in .* is empty") as info:
+        Tokenizer.from_dir(template_dir)
+    assert "built-in" in info.value.hint
+
+
+def test_a_hostile_template_is_refused_before_the_weights_are_loaded(tmp_path, monkeypatch):
+    from docextract.engine import engine as engine_module
+    from docextract.engine import randomckpt, sandbox
+
+    monkeypatch.setattr(sandbox, "TIME_LIMIT_S", 0.3)
+    folder = randomckpt.write(tmp_path / "ckpt", kind="dense")
+    (folder / "chat_template.jinja").write_text(HOSTILE_TEMPLATES["nested-range"])
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("the weights were loaded before the template was checked")
+
+    monkeypatch.setattr(engine_module, "load_model", no_weights)
+    with pytest.raises(ModelError, match="rendering took longer"):
+        engine_module.Engine.load(folder, device="cpu", dtype="float32")
