@@ -41,6 +41,10 @@ class RunOptions:
     max_batch: int | None = None
     gpu_memory: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The model's context in tokens, once known (read from config.json before the first page is
+    # rendered when the model is local): pages beyond it are refused before rendering.
+    context: int | None = None
+    _context_looked_up: bool = field(default=False, repr=False)
 
     def ingest_kwargs(self) -> dict[str, Any]:
         from . import ingest
@@ -50,7 +54,16 @@ class RunOptions:
             "pages": self.pages,
             "max_pixels": self.max_pixels or ingest.DEFAULT_MAX_PIXELS,
             "password": self.password,
+            "max_image_tokens": self.model_context(),
         }
+
+    def model_context(self) -> int | None:
+        """`context`, or else the max_position_embeddings of the model's config.json when the
+        model is a local folder or already in the Hugging Face cache (never downloads)."""
+        if self.context is None and not self._context_looked_up:
+            self._context_looked_up = True
+            self.context = _local_context(self.model or os.environ.get("DOCEXTRACT_MODEL"))
+        return self.context
 
     def decoding_settings(self) -> dict[str, Any]:
         """What changes the output for the same file, schema and model (part of the batch key)."""
@@ -71,6 +84,21 @@ def _gpu_memory_gib(device: str | None) -> float | None:
     if not torch.cuda.is_available():
         return None
     return torch.cuda.get_device_properties(0).total_memory / 2**30
+
+
+def _local_context(model: str | None) -> int | None:
+    from .engine import hub
+    from .engine.config import load_config
+
+    if not model:
+        return None
+    try:
+        folder = Path(model).expanduser()
+        if not (folder / "config.json").is_file():
+            folder = None if hub.looks_like_path(model) else hub.cached(model)
+        return None if folder is None else load_config(folder).text_config.max_position_embeddings
+    except (DocextractError, OSError):
+        return None  # the engine's own load reports a broken model
 
 
 def _looks_like_path(model: str) -> bool:
@@ -137,6 +165,9 @@ def load_engine(opts: RunOptions, console: Console):
     t0 = time.monotonic()
     engine = Engine.load(path, device=device, dtype=dtype, experts=opts.experts, name=name)
     console.debug(f"model loaded in {time.monotonic() - t0:.1f} s")
+    config = getattr(engine, "config", None)
+    if config is not None:
+        opts.context = config.text_config.max_position_embeddings
     return engine
 
 

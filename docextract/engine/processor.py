@@ -108,6 +108,11 @@ class ImageProcessor:
     def factor(self) -> int:
         return self.patch_size * self.merge_size
 
+    def grid(self, image: Image.Image) -> list[int]:
+        """[1, gh, gw]: the patch grid `image` will have, from its size alone (no pixel read)."""
+        h, w = smart_resize(image.height, image.width, self.factor, self.min_pixels, self.max_pixels)
+        return [1, h // self.patch_size, w // self.patch_size]
+
     def __call__(self, images: list[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
         """images -> (pixel_values [N, patch_dim] fp32, image_grid_thw [n, 3] long)."""
         rows, grids = [], []
