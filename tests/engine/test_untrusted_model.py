@@ -60,14 +60,27 @@ def test_absurd_sizes_are_refused_before_anything_is_built(tmp_path, section, ke
         load_config(folder)
 
 
+DEEP = '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"
+
+
 def test_deeply_nested_config_is_a_clean_error(tmp_path):
+    from docextract.engine import randomckpt
     from docextract.engine.config import load_config
+    from docextract.engine.processor import ImageProcessor
+    from docextract.engine.tokenizer import Tokenizer
 
     folder = tmp_path / "deep"
     folder.mkdir()
-    (folder / "config.json").write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    (folder / "config.json").write_text(DEEP)
     with pytest.raises(ModelError, match="nests too deeply"):
         load_config(folder)
+    randomckpt.write_tokenizer(folder)
+    (folder / "tokenizer_config.json").write_text(DEEP)
+    with pytest.raises(ModelError, match="nests too deeply"):
+        Tokenizer.from_dir(folder)
+    (folder / "preprocessor_config.json").write_text(DEEP)
+    with pytest.raises(ModelError, match="preprocessor_config.json: maximum recursion depth"):
+        ImageProcessor.from_dir(folder, randomckpt.model_config("dense").vision_config)
 
 
 @pytest.mark.parametrize("section,key,value", [
