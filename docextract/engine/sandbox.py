@@ -44,7 +44,10 @@ TIME_LIMIT_S = 2.0
 MAX_INT_BITS = 1 << 16
 # Loop iterations between two looks at the clock.
 _TICK_EVERY = 1024
-_WIDTH = re.compile(r"\d+")
+# Widths and precisions in printf-style (`%10.2f`) and str.format (`{:>10}`) format strings.
+_PRINTF_SPEC = re.compile(r"%(?:\([^)]*\))?[-+ #0]*(\d*)(?:\.(\d*))?")
+_FORMAT_SPEC = re.compile(r"\{[^{}]*:([^{}]*)\}")
+_DIGITS = re.compile(r"\d+")
 
 
 class TemplateLimitError(jinja2.exceptions.TemplateError):
@@ -191,7 +194,7 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
             values = args[1:] if passes else args
             _check_arguments(f"filter {name}", values[1:], kwargs)
             if values:
-                _check_growth(name, values[0], values[1:], kwargs)
+                _check_growth(name, values[0], values[1:], kwargs, is_filter=True)
             return _measured(fn(*args, **kwargs), f"filter {name}")
 
         return limited
@@ -237,15 +240,19 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
             if _weight(left) + _weight(right) > MAX_CHARS:
                 raise _too_large("a concatenation")
     elif operator == "%" and isinstance(left, str):
-        _check_widths(left)
+        _check_widths(left, printf=True)
         values = right if isinstance(right, tuple) else (right,)
         if "*" in left and any(_is_int(v) and v > MAX_CHARS for v in values):
             raise _too_large("a formatted width")
 
 
-def _check_widths(fmt: str) -> None:
-    if any(int(w) > MAX_CHARS for w in _WIDTH.findall(fmt) if len(w) <= 20) or any(
-            len(w) > 20 for w in _WIDTH.findall(fmt)):
+def _check_widths(fmt: str, printf: bool) -> None:
+    """Refuse a format string with a width or precision above the size limit."""
+    if printf:
+        numbers = [n for spec in _PRINTF_SPEC.findall(fmt) for n in spec if n]
+    else:
+        numbers = [n for spec in _FORMAT_SPEC.findall(fmt) for n in _DIGITS.findall(spec)]
+    if any(len(n) > 9 or int(n) > MAX_CHARS for n in numbers):
         raise _too_large("a formatted width")
 
 
@@ -256,7 +263,8 @@ def _check_arguments(what: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -
             raise _too_large(f"{what} with {value:,}")
 
 
-def _check_growth(name: str, subject: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def _check_growth(name: str, subject: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                  is_filter: bool = False) -> None:
     """Refuse the calls whose result can be much larger than their inputs, from the sizes."""
     text = subject if isinstance(subject, str) else None
     size = None
@@ -277,7 +285,8 @@ def _check_growth(name: str, subject: Any, args: tuple[Any, ...], kwargs: dict[s
             pad, lines = len(str(wrap)), len(text) // max(1, pad) + 1
         size = len(text) + lines * pad
     elif name in ("format", "format_map") and text is not None:
-        _check_widths(text)
+        # The `format` filter is printf-style; str.format and format_map use {} fields.
+        _check_widths(text, printf=is_filter)
     if size is not None and size > MAX_CHARS:
         raise _too_large(f"{name}")
 

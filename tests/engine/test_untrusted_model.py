@@ -189,6 +189,8 @@ HOSTILE_TEMPLATES = {
     "replace-growth": "{{ ('A' * 100000)|replace('A', 'B' * 100000) }}",
     "join-growth": "{{ (['A' * 100000] * 10)|join('x' * 1000000) }}",
     "format-width": "{{ '%10000000000d' % 1 }}",
+    "format-precision": "{{ '%.5000000f' % 1 }}",
+    "format-filter-width": "{{ '%5000000s'|format('x') }}",
     "str-format-width": "{{ '{:>10000000000}'.format(1) }}",
     "huge-power": "{{ 10 ** 100000000 }}",
     "squaring": "{% set ns = namespace(n=3) %}{% for i in range(64) %}"
@@ -219,9 +221,10 @@ def test_the_limits_leave_real_templates_alone(template_dir):
     assert text.count("<|image_pad|>") == 1 and "x" * 200_000 in text
     (template_dir / "chat_template.jinja").write_text(
         "{% for m in messages %}{{ m.role ~ ':' ~ (m.content|map(attribute='type')|join(','))"
-        " }}{% endfor %}{{ '%5d' % 42 }}{{ 'ab'|center(6) }}{{ [1, 2]|tojson }}")
+        " }}{% endfor %}{{ '%5d' % 42 }}{{ 'ab'|center(6) }}{{ [1, 2]|tojson }}"
+        "{{ ' %s in 2000000 %s' % ('a', 'b') }}{{ '{}-{:>3}/9999999'.format(1, 2) }}")
     assert Tokenizer.from_dir(template_dir).render([ImageSlot(), "t"]) == \
-        'user:image,text   42  ab  [1, 2]'
+        'user:image,text   42  ab  [1, 2] a in 2000000 b1-  2/9999999'
     assert BUILTIN_CHAT_TEMPLATE
 
 
