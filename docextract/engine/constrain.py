@@ -150,7 +150,8 @@ class SequenceConstraint:
         if self.matcher.is_error():
             raise ModelError(f"constrained decoding failed: the grammar matcher stopped "
                              f"({_matcher_reason(self.matcher.get_error())})",
-                             hint="run it again; if it repeats, simplify the schema (README, 'Schemas')")
+                             hint="run it again; if it repeats, simplify the schema "
+                                  "(README, 'Schemas')")
 
 
 def _first_line(text: str) -> str:

@@ -115,7 +115,8 @@ class ImageProcessor:
 
     def grid(self, image: Image.Image) -> list[int]:
         """[1, gh, gw]: the patch grid `image` will have, from its size alone (no pixel read)."""
-        h, w = smart_resize(image.height, image.width, self.factor, self.min_pixels, self.max_pixels)
+        h, w = smart_resize(image.height, image.width, self.factor, self.min_pixels,
+                            self.max_pixels)
         return [1, h // self.patch_size, w // self.patch_size]
 
     def __call__(self, images: list[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
