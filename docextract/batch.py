@@ -288,7 +288,7 @@ def run_batch(paths: Sequence[str], opts: RunOptions, console: Console, *, out: 
               glob: str | None = None, resume: bool = True, workers: int = 2,
               engine_factory: EngineFactory | None = None, force: bool = False) -> ExitCode:
     engine_factory = engine_factory or pipeline.load_engine
-    target = pipeline.resolve_schema(opts.schema)
+    target = pipeline.resolve_schema(opts.schema, console)
     to_stdout = out == "-"
     direct = [p for p in paths if p != "-" and not os.path.isdir(p)]
     if not to_stdout:
