@@ -363,10 +363,25 @@ def test_13_symlink_loop_is_an_error_record_not_an_abort(engine, tmp_path):
 
 def test_17_batch_out_dev_stdout_into_a_pipe_does_not_hang(tmp_path):
     make_docs(tmp_path / "in", 3)
-    code, out, err = finish(fake(["batch", tmp_path / "in", "-s", "receipt", "-o", "/dev/stdout"]),
+    # /dev/stdout through a link of our own: a broken build that replaced its output would
+    # replace only this link, never the machine's /dev/stdout.
+    stdout = tmp_path / "stdout"
+    stdout.symlink_to("/dev/stdout")
+    code, out, err = finish(fake(["batch", tmp_path / "in", "-s", "receipt", "-o", stdout]),
                             timeout=60)
     assert code == 0, err
     assert len([json.loads(line) for line in out.splitlines()]) == 3
+
+
+def char_device(tmp_path: Path, name: str) -> Path:
+    """/dev/null or /dev/full to write to. As root, a node of our own in tmp_path: a build that
+    wrongly replaces its output (the bug under test) must not replace the machine's device. A
+    process that is not root cannot replace /dev's entries, so it gets the real one."""
+    if os.geteuid() != 0:
+        return Path("/dev") / name
+    node = tmp_path / name
+    os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, {"null": 3, "full": 7}[name]))
+    return node
 
 
 # ---- 19. write-side failures are `cannot write NAME: REASON`, never internal errors ----
@@ -399,11 +414,13 @@ def test_19_read_only_folder(no_engine, tmp_path, monkeypatch, err, reason):
 
 
 def test_19_disk_full(engine, tmp_path):
-    (doc,) = make_docs(tmp_path, 1)
+    (doc,) = make_docs(tmp_path / "in", 1)
+    full = char_device(tmp_path, "full")
     for cmd in (["run", doc], ["batch", doc]):
-        res = invoke(*cmd, "-s", "receipt", "--out", "/dev/full")
+        res = invoke(*cmd, "-s", "receipt", "--out", full)
         assert res.exit_code == 3, res.stderr
-        assert "error: cannot write /dev/full: disk full" in res.stderr
+        assert f"error: cannot write {full}: disk full" in res.stderr
+        assert stat.S_ISCHR(full.stat().st_mode)
         assert "internal error" not in res.stderr
 
 
@@ -430,9 +447,11 @@ def test_19_long_name_dev_null_and_umask(engine, tmp_path):
     assert json.loads(long.read_text())["valid"] and stat.S_IMODE(long.stat().st_mode) == 0o644
     res = invoke("run", doc, "-s", "receipt", "--out", tmp_path / ("r" * 300))
     assert res.exit_code == 3 and "file name too long" in res.stderr
+    null = char_device(tmp_path, "null")
     for cmd in ("run", "batch"):
-        res = invoke(cmd, doc, "-s", "receipt", "--out", "/dev/null")
+        res = invoke(cmd, doc, "-s", "receipt", "--out", null)
         assert res.exit_code == 0, res.stderr
+        assert stat.S_ISCHR(null.stat().st_mode)
 
 
 def test_19_broken_pipe_on_stdout(tmp_path):
