@@ -33,7 +33,7 @@ from .console import Console, dumps
 from .errors import ExitCode, InputError, Interrupted, Terminated, UsageError
 from .fsutil import (OutputLock, atomic_write_text, check_output, display_name, is_record,
                      output_error)
-from . import pipeline
+from . import grouping, pipeline
 from .pipeline import EngineFactory, RunOptions, error_record
 
 # Suffixes batch picks up from folders when no --glob is given.
@@ -208,7 +208,11 @@ def _prefetch(inputs: list[Input], opts: RunOptions, workers: int) -> Iterator[t
     from . import ingest
     from .ingest import file_sha256
 
-    def load(path: str):
+    def load(path):
+        if isinstance(path, grouping.Document):
+            t0 = time.monotonic()
+            shas, pages = grouping.load_batch_document(path, opts)
+            return shas, pages, time.monotonic() - t0
         sha = None
         try:
             sha = file_sha256(path)
@@ -227,18 +231,23 @@ def _prefetch(inputs: list[Input], opts: RunOptions, workers: int) -> Iterator[t
         futures: list[tuple[Input, Future]] = []
         it = iter(inputs)
         for inp in it:
-            futures.append((inp, pool.submit(load, inp.path)))
+            futures.append((inp, pool.submit(load, _single(inp))))
             if len(futures) >= ahead:
                 break
         while futures:
             inp, fut = futures.pop(0)
             nxt = next(it, None)
             if nxt is not None:
-                futures.append((nxt, pool.submit(load, nxt.path)))
+                futures.append((nxt, pool.submit(load, _single(nxt))))
             yield inp, fut
     finally:
         # Stopping early (Ctrl-C, an error): documents read ahead are dropped, not waited for.
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _single(inp):
+    """What `_prefetch` loads: a file's path, or a Document of several files."""
+    return inp if isinstance(inp, grouping.Document) else inp.path
 
 
 def open_output(out: str, *, inputs: Sequence[str], resume: bool, force: bool
@@ -286,7 +295,11 @@ def _foreign(out: str, line: int | None) -> UsageError:
 
 def run_batch(paths: Sequence[str], opts: RunOptions, console: Console, *, out: str,
               glob: str | None = None, resume: bool = True, workers: int = 2,
-              engine_factory: EngineFactory | None = None, force: bool = False) -> ExitCode:
+              engine_factory: EngineFactory | None = None, force: bool = False,
+              group_by: str | None = None) -> ExitCode:
+    """`group_by` "folder" or "stem": several files as one document (see grouping.py)."""
+    if group_by not in (None,) + grouping.GROUP_BY:
+        raise UsageError(f"unknown --group-by {group_by!r}", hint="use folder or stem")
     engine_factory = engine_factory or pipeline.load_engine
     target = pipeline.resolve_schema(opts.schema, console)
     to_stdout = out == "-"
@@ -297,6 +310,7 @@ def run_batch(paths: Sequence[str], opts: RunOptions, console: Console, *, out: 
     if not inputs:
         raise UsageError("no documents found in the given paths",
                          hint="check the folder, or pass --glob '*.ext' to pick other files")
+    inputs = grouping.batch_documents(inputs, group_by, paths)
     lock = None
     existing: dict[str, dict[str, Any]] = {}
     sink = None
@@ -344,6 +358,7 @@ class _Runner:
         self.fsync = True
         self.engine = None
         self.session = None
+        self.windowing = None
         self.inflight: dict[int, dict[str, Any]] = {}
         self.counts = {"done": 0, "skipped": 0, "errors": 0, "invalid": 0}
         self.worst = ExitCode.OK
@@ -379,16 +394,19 @@ class _Runner:
 
     def _key(self, inp: Input, sha: str | None, uses_model: bool) -> str | None:
         """This input's key (None when its bytes could not be read: retried on every run).
-        A record made without the model (an unreadable document) does not depend on it."""
-        if sha is None:
+        A record made without the model (an unreadable document) does not depend on it. A
+        document of several files: every file, by name and sha256, in page order."""
+        files = (list(zip([i.name for i in inp.inputs], sha))
+                 if isinstance(inp, grouping.Document) else [(inp.name, sha)])
+        if sha is None or any(h is None for _, h in files):
             return None
-        return record_key([(inp.name, sha)], self.target.ref,
+        return record_key(files, self.target.ref,
                           self.model_id if uses_model else None, self.settings)
 
     def _done_before(self, inp: Input, sha: str | None, key: str | None) -> dict | None:
         if key is not None and key in self.existing:
             return self.existing[key]
-        if sha is None:
+        if sha is None or isinstance(inp, grouping.Document):
             return None
         old = legacy_key(sha, self.target.ref, self.model_arg, self.settings)
         rec = self.existing.get(old)
@@ -409,6 +427,10 @@ class _Runner:
             return
         path = inp.path
         doc = {"path": path, "sha": sha, "key": key, "ingest_s": ingest_s}
+        if isinstance(inp, grouping.Document):
+            doc["sha"] = None if key is None else grouping.combined_sha256(sha)
+            if not isinstance(pages, InputError):
+                pages, doc["sources"], _ = pages
         if isinstance(pages, InputError):
             self.console.warn(pages.message)
             self._finish(doc, self._error(doc, pages))
@@ -422,9 +444,11 @@ class _Runner:
             if hasattr(self.engine, "session"):
                 self.session = self.engine.session(slots=self.opts.max_batch,
                                                    memory_gib=self.opts.gpu_memory)
+            self.windowing = pipeline.windowing_for(
+                self.opts, self.engine, getattr(self.session, "slot_tokens", None))
         model = pipeline.model_info(self.engine)
         doc["flow"] = pipeline.document_flow(pages, self.target, model, unmask=self.opts.unmask,
-                                             retries=self.opts.retries)
+                                             retries=self.opts.retries, windowing=self.windowing)
         if self.session is None:
             try:
                 fields = pipeline.drive(doc["flow"], self.engine)
@@ -438,13 +462,28 @@ class _Runner:
         self._submit(tag, doc, next(doc["flow"]))
 
     def _submit(self, tag: int, doc: dict[str, Any], request) -> None:
+        """Queue a flow's request, or all of a list (page windows: decoded side by side)."""
         try:
-            self.session.submit(request, tag)
-        except InputError as exc:
+            if isinstance(request, list):
+                doc["parts"] = [None] * len(request)
+                for k, part in enumerate(request):
+                    self.session.submit(part, (tag, k))
+            else:
+                self.session.submit(request, tag)
+        except InputError as exc:  # parts already queued finish unheard (see _advance)
             del self.inflight[tag]
             self._finish(doc, self._error(doc, exc))
 
-    def _advance(self, tag: int, completion) -> None:
+    def _advance(self, tag, completion) -> None:
+        if isinstance(tag, tuple):  # one of a list: the flow goes on once all have finished
+            tag, k = tag
+            doc = self.inflight.get(tag)
+            if doc is None:
+                return
+            doc["parts"][k] = completion
+            if any(c is None for c in doc["parts"]):
+                return
+            completion = doc.pop("parts")
         doc = self.inflight[tag]
         try:
             request = doc["flow"].send(completion)
@@ -455,7 +494,10 @@ class _Runner:
         self._submit(tag, doc, request)
 
     def _record(self, doc: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
-        record = {"source": display_name(doc["path"]), "sha256": doc["sha"], **fields}
+        head = {"source": display_name(doc["path"]), "sha256": doc["sha"]}
+        if "sources" in doc:  # a document of several files
+            head["sources"] = doc["sources"]
+        record = {**head, **fields}
         record["timing"] = {"ingest_s": round(doc["ingest_s"], 4), **record["timing"]}
         self.tokens += record["timing"].get("tokens", 0)
         if not record["valid"]:

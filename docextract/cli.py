@@ -64,6 +64,8 @@ RetriesOpt = Annotated[int, typer.Option("--retries", min=0, max=5,
                                          help="Extra attempts when hard validation errors remain.")]
 OfflineOpt = Annotated[bool, typer.Option("--offline", envvar="HF_HUB_OFFLINE",
                                           help="Never download anything.")]
+WindowOpt = Annotated[Optional[int], typer.Option("--window", min=0, help="Pages per request for "
+                                                  "the rows of long documents (0: one request).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an --out file that docextract "
                                         "did not write (its content is lost).")]
 
@@ -97,12 +99,12 @@ def _guard(console: Console) -> Iterator[None]:
 
 
 def _options(schema, model, pages, dpi, max_pixels, password, experts, device, unmask, retries,
-             offline):
+             offline, window=None):
     from .pipeline import RunOptions
 
     return RunOptions(schema=schema, model=model, pages=pages, dpi=dpi, max_pixels=max_pixels,
                       password=password, experts=experts, device=device, unmask=unmask,
-                      retries=retries, offline=offline)
+                      retries=retries, offline=offline, window=window)
 
 
 @app.command()
@@ -110,7 +112,9 @@ def run(files: Annotated[List[str], typer.Argument(help="PDF or image files; - r
         schema: SchemaOpt, model: ModelOpt = None, pages: PagesOpt = None, dpi: DpiOpt = None,
         max_pixels: MaxPixelsOpt = None, password: PasswordOpt = None,
         experts: ExpertsOpt = None, device: DeviceOpt = None, unmask: UnmaskOpt = False,
-        retries: RetriesOpt = 1, offline: OfflineOpt = False,
+        retries: RetriesOpt = 1, offline: OfflineOpt = False, window: WindowOpt = None,
+        one_document: Annotated[bool, typer.Option("--one-document", help="The files are the "
+                                                   "pages of one document, in order.")] = False,
         out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write here (atomically) "
                                                     "instead of stdout.")] = None,
         force: ForceOpt = False, quiet: Quiet = False, verbose: Verbose = False, no_progress: NoProgress = False) -> None:
@@ -129,8 +133,9 @@ def run(files: Annotated[List[str], typer.Argument(help="PDF or image files; - r
     console = _console(quiet, verbose, no_progress)
     with _guard(console):
         opts = _options(schema, model, pages, dpi, max_pixels, password, experts, device, unmask,
-                        retries, offline)
-        code = run_files(files, opts, console, out=str(out) if out else None, force=force)
+                        retries, offline, window)
+        code = run_files(files, opts, console, out=str(out) if out else None, force=force,
+                         one_document=one_document)
     raise typer.Exit(int(code))
 
 
@@ -154,6 +159,8 @@ def batch(paths: Annotated[List[str], typer.Argument(help="Folders (recursive) a
           max_pixels: MaxPixelsOpt = None, password: PasswordOpt = None,
           experts: ExpertsOpt = None, device: DeviceOpt = None, unmask: UnmaskOpt = False,
           retries: RetriesOpt = 1, offline: OfflineOpt = False, force: ForceOpt = False,
+          window: WindowOpt = None, group_by: Annotated[Optional[str], typer.Option(
+              "--group-by", help="Files as pages of one document: folder or stem.")] = None,
           quiet: Quiet = False, verbose: Verbose = False, no_progress: NoProgress = False) -> None:
     """Extract every document under folders into a JSON Lines file; resumes where it stopped.
 
@@ -171,10 +178,10 @@ def batch(paths: Annotated[List[str], typer.Argument(help="Folders (recursive) a
     console = _console(quiet, verbose, no_progress)
     with _guard(console):
         opts = _options(schema, model, pages, dpi, max_pixels, password, experts, device, unmask,
-                        retries, offline)
+                        retries, offline, window)
         opts.max_batch, opts.gpu_memory = max_batch, gpu_memory
         code = run_batch(paths, opts, console, out=out, glob=glob, resume=resume, workers=workers,
-                         force=force)
+                         force=force, group_by=group_by)
     raise typer.Exit(int(code))
 
 

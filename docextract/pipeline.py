@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 from .console import Console, dumps
 from .errors import DocextractError, ExitCode, InputError, ModelError
 from .fsutil import atomic_write_text, check_output, display_name, written_by_docextract
+from . import grouping, windows
 
 DEFAULT_RETRIES = 1
 
@@ -42,6 +43,8 @@ class RunOptions:
     # the GPU memory docextract may use in all, in GiB (None: 90% of the card).
     max_batch: int | None = None
     gpu_memory: float | None = None
+    # Pages per window for schemas with row lists (None: chosen from the context; 0: one request).
+    window: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     # The model's context in tokens, once known (read from config.json before the first page is
     # rendered when the model is local): pages beyond it are refused before rendering.
@@ -70,9 +73,12 @@ class RunOptions:
     def decoding_settings(self) -> dict[str, Any]:
         """What changes the output for the same file, schema and model (part of the batch key)."""
         k = self.ingest_kwargs()
-        return {"pages": k["pages"], "dpi": k["dpi"], "max_pixels": k["max_pixels"],
-                "experts": self.experts or "default", "retries": self.retries, "unmask": self.unmask,
-                "decoding": "greedy"}
+        settings = {"pages": k["pages"], "dpi": k["dpi"], "max_pixels": k["max_pixels"],
+                    "experts": self.experts or "default", "retries": self.retries,
+                    "unmask": self.unmask, "decoding": "greedy"}
+        if self.window is not None:  # keys of runs without --window stay as they were
+            settings["window"] = self.window
+        return settings
 
 
 EngineFactory = Callable[[RunOptions, Console], Any]
@@ -243,11 +249,18 @@ def max_new_tokens_for(schema: dict[str, Any], cap: int = 32768) -> int:
 
 
 def extract_flow(pages: Sequence[Any], spec, model_info: dict[str, str], *,
-                 unmask: bool = False, retries: int = DEFAULT_RETRIES):
+                 unmask: bool = False, retries: int = DEFAULT_RETRIES, windowing=None):
     """One document's extraction as a generator: yields engine Requests, is sent their
     Completions, returns the record fields (data, valid, errors, masked, attempts, timing, model).
-    Driven one request at a time by `drive`, or many documents at once by the batch runner."""
+    Driven by `drive`, or many documents at once by the batch runner. A long document with a row
+    list is read in page windows (see windows.py): then the flow yields lists of Requests and is
+    sent lists of Completions."""
     from .engine.api import Request
+
+    window = windowing.size(spec, pages) if windowing is not None else 0
+    if window:
+        return (yield from windows.windowed_flow(pages, spec, window, model_info, unmask=unmask,
+                                                 retries=retries))
 
     prompt = prompt_for(spec)
     # Unbounded strings capped (see Spec.decoder_schema), so no field decodes for minutes.
@@ -306,21 +319,35 @@ def model_info(engine) -> dict[str, str]:
 
 
 def drive(flow, engine) -> Any:
-    """Run a flow to its end, one request at a time."""
+    """Run a flow to its end; the requests a flow yields together are generated together."""
     try:
         request = next(flow)
         while True:
+            if isinstance(request, list):
+                request = flow.send(engine.generate(request))
+                continue
             (completion,) = engine.generate([request])
             request = flow.send(completion)
     except StopIteration as stop:
         return stop.value
 
 
+def windowing_for(opts: RunOptions, engine, context: int | None = None) -> windows.Windowing:
+    """How this run reads long documents: --window, else a size fitted to `context` (default:
+    the model's)."""
+    if context is None:
+        config = getattr(engine, "config", None)
+        context = getattr(getattr(config, "text_config", None), "max_position_embeddings", None)
+    tokenizer = getattr(engine, "tokenizer", None)
+    count = (lambda text: len(tokenizer.encode(text))) if tokenizer is not None else None
+    return windows.Windowing(opts.window, context, count)
+
+
 def extract(pages: Sequence[Any], spec, engine, *, unmask: bool = False,
-            retries: int = DEFAULT_RETRIES) -> dict[str, Any]:
+            retries: int = DEFAULT_RETRIES, windowing=None) -> dict[str, Any]:
     """One document's pages -> record fields: data, valid, errors, masked, timing, model."""
-    return drive(extract_flow(pages, spec, model_info(engine), unmask=unmask, retries=retries),
-                 engine)
+    return drive(extract_flow(pages, spec, model_info(engine), unmask=unmask, retries=retries,
+                              windowing=windowing), engine)
 
 
 AUTO = "auto"
@@ -381,12 +408,13 @@ def detected_type(completion) -> str:
 
 
 def document_flow(pages: Sequence[Any], target, model: dict[str, str], *, unmask: bool = False,
-                  retries: int = DEFAULT_RETRIES):
+                  retries: int = DEFAULT_RETRIES, windowing=None):
     """Record fields for one document as a generator of engine requests (see extract_flow):
     schema, pages, data, valid, errors, masked, attempts, model, timing (and document_type with
     --schema auto)."""
     if not isinstance(target, AutoSchema):
-        result = yield from extract_flow(pages, target, model, unmask=unmask, retries=retries)
+        result = yield from extract_flow(pages, target, model, unmask=unmask, retries=retries,
+                                         windowing=windowing)
         return {"schema": target.ref, "pages": len(pages), **result}
     completion = yield detect_request(pages)
     kind = detected_type(completion)
@@ -400,16 +428,18 @@ def document_flow(pages: Sequence[Any], target, model: dict[str, str], *, unmask
                 "masked": [], "attempts": 0, "model": dict(model),
                 "timing": {"detect_s": detect_s}}
     spec = next(s for s in target.specs if s.name == kind)
-    result = yield from extract_flow(pages, spec, model, unmask=unmask, retries=retries)
+    result = yield from extract_flow(pages, spec, model, unmask=unmask, retries=retries,
+                                     windowing=windowing)
     result["timing"]["detect_s"] = detect_s
     return {"schema": spec.ref, "document_type": kind, "pages": len(pages), **result}
 
 
 def extract_document(pages: Sequence[Any], target, engine, *, unmask: bool = False,
-                     retries: int = DEFAULT_RETRIES) -> dict[str, Any]:
-    """Record fields for one document, driving the engine one request at a time."""
-    return drive(document_flow(pages, target, model_info(engine), unmask=unmask, retries=retries),
-                 engine)
+                     retries: int = DEFAULT_RETRIES, windowing=None) -> dict[str, Any]:
+    """Record fields for one document, driving the engine one request (or window set) at a
+    time."""
+    return drive(document_flow(pages, target, model_info(engine), unmask=unmask, retries=retries,
+                               windowing=windowing), engine)
 
 
 def feedback_text(issues) -> str:
@@ -443,8 +473,10 @@ def process_file(source: str, target, opts: RunOptions, get_engine: Callable[[],
     ingest_s = time.monotonic() - t0
     record: dict[str, Any] = {"source": display_name(source), "sha256": pages[0].sha256}
     try:
-        record.update(extract_document(pages, target, get_engine(), unmask=opts.unmask,
-                                       retries=opts.retries))
+        engine = get_engine()
+        record.update(extract_document(pages, target, engine, unmask=opts.unmask,
+                                       retries=opts.retries,
+                                       windowing=windowing_for(opts, engine)))
     except InputError as exc:  # e.g. more pages than the model's context: name the file
         raise InputError(f"{display_name(source)}: {exc.message}", hint=exc.hint) from None
     record["timing"] = {"ingest_s": round(ingest_s, 4), **record["timing"]}
@@ -452,8 +484,10 @@ def process_file(source: str, target, opts: RunOptions, get_engine: Callable[[],
 
 
 def run_files(files: Sequence[str], opts: RunOptions, console: Console, *, out: str | None = None,
-              engine_factory: EngineFactory | None = None, force: bool = False) -> ExitCode:
+              engine_factory: EngineFactory | None = None, force: bool = False,
+              one_document: bool = False) -> ExitCode:
     """`docextract run`: one record per input; one input -> one JSON object, several -> JSONL.
+    With `one_document`, all the files are the pages of one document (see grouping.py).
 
     Exit code: 3 if any input could not be read, else 4 on an engine failure, else 1 if any
     extraction is invalid, else 0. With one input, an unreadable file is only an error line
@@ -474,11 +508,14 @@ def run_files(files: Sequence[str], opts: RunOptions, console: Console, *, out: 
 
     records: list[dict[str, Any]] = []
     code = ExitCode.OK
-    single = len(files) == 1
-    with console.progress("documents", total=len(files)) as bar:
-        for source in files:
+    documents = [list(files)] if one_document and len(files) > 1 else [[f] for f in files]
+    single = len(documents) == 1
+    with console.progress("documents", total=len(documents)) as bar:
+        for doc in documents:
+            source = doc[0]
             try:
-                record = process_file(source, target, opts, get_engine)
+                record = (process_file(source, target, opts, get_engine) if len(doc) == 1 else
+                          grouping.process_document(doc, target, opts, get_engine))
             except InputError as exc:
                 if single:
                     raise

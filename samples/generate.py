@@ -1,16 +1,17 @@
 """Seeded generator of synthetic documents with ground truth.
 
     python -m docextract.samples.generate --out DIR --seed N [--types ...] [--count N]
-                                          [--photos [N]] [--broken]
+                                          [--photos [N]] [--broken] [--long PAGES ...]
     python -m docextract.samples.generate --eval N --out DIR   (an evaluation set, see below)
 
 For each document NAME it writes NAME.pdf and NAME.truth.json (the schema's JSON form, unmasked);
 with --photos, phone photos NAME-photo.jpg (NAME-photo-p1.jpg, -p2.jpg... for multi-page
 documents: one photo per page, together one document) and NAME-photo.truth.json; with --broken,
 documents whose truth is deliberately invalid, each with NAME.expected.json listing the validator
-errors it must raise. DIR/manifest.json indexes everything. --eval N is an evaluation set for
-`docextract eval DIR`: N documents per type, each as a PDF and as phone photo(s), with truth files
-(the same as --count N --photos).
+errors it must raise; with --long, one long bank statement of each given page count (rows cut
+by page breaks, narrations of several lines: bank_statement-sN-long-PAGES). DIR/manifest.json
+indexes everything. --eval N is an evaluation set for `docextract eval DIR`: N documents per
+type, each as a PDF and as phone photo(s), with truth files (the same as --count N --photos).
 
 Each document has its own random stream, seeded from (seed, kind, index), so a document does not
 change when others are added or left out; same seed, same truth and same bytes.
@@ -54,6 +55,7 @@ class Sample:
     truth: dict[str, Any]
     expected: list[dict[str, str]] | None = None
     why: str = ""
+    facts: Any = None  # long statements: the StatementFacts, for per-window truth
 
     @property
     def schema(self) -> str:
@@ -144,6 +146,16 @@ def make(kind: str, seed: int, index: int, broken: str | None = None) -> Sample:
     return sample
 
 
+def make_long(seed: int, pages: int) -> Sample:
+    """A bank statement of exactly `pages` pages (statement.long_statement), with its truth."""
+    facts, doc = statement.long_statement(_rng(seed, "bank_statement", "long", pages), pages)
+    sample = Sample(f"bank_statement-s{seed}-long-{pages}", "bank_statement", pages, None, doc,
+                    truth.statement(facts))
+    sample.facts = facts
+    _self_check(sample)
+    return sample
+
+
 def _self_check(sample: Sample) -> None:
     """A valid sample must validate; a broken one must fail with exactly the expected errors."""
     result = truth.check(sample.schema, sample.truth)
@@ -198,8 +210,10 @@ def write(sample: Sample, out: Path, seed: int, with_photos: bool) -> list[dict[
 
 
 def generate(out: Path, seed: int, kinds: Sequence[str], count: int, photo_count: int = 0,
-             broken: bool = False, console: Console | None = None) -> list[dict[str, Any]]:
-    """Generate into `out`; `photo_count` documents of each kind also get photos (-1: all)."""
+             broken: bool = False, console: Console | None = None,
+             long: Sequence[int] = ()) -> list[dict[str, Any]]:
+    """Generate into `out`; `photo_count` documents of each kind also get photos (-1: all);
+    `long`: page counts of long bank statements to add."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -209,11 +223,14 @@ def generate(out: Path, seed: int, kinds: Sequence[str], count: int, photo_count
         jobs += [(k, 1, b) for k in kinds for b in BROKEN[k]]
     manifest: list[dict[str, Any]] = []
     console = console or Console()
-    with console.progress("generating samples", total=len(jobs)) as bar:
+    with console.progress("generating samples", total=len(jobs) + len(long)) as bar:
         for kind, index, fault in jobs:
             sample = make(kind, seed, index, fault)
             shoot = fault is None and (photo_count < 0 or index <= photo_count)
             manifest += write(sample, out, seed, shoot)
+            bar.update(1)
+        for pages in long:
+            manifest += write(make_long(seed, pages), out, seed, photo_count != 0)
             bar.update(1)
     (out / "manifest.json").write_text(_dump({"seed": seed, "documents": manifest}),
                                        encoding="utf-8")
@@ -264,6 +281,8 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
     parser.add_argument("--eval", type=int, default=None, metavar="N",
                         help="an evaluation set for 'docextract eval': N documents per type, "
                              "each as PDF and phone photo (--count N --photos)")
+    parser.add_argument("--long", nargs="+", type=int, default=[], metavar="PAGES",
+                        help="also a long bank statement of each of these page counts (2-60)")
     try:
         args = parser.parse_args(argv)
         if args.eval is not None:
@@ -272,8 +291,11 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
             args.count, args.photos = args.eval, -1
         if args.count < 0:
             raise UsageError("--count must be 0 or more")
+        if any(not 2 <= n <= 60 for n in args.long):
+            raise UsageError("--long takes page counts from 2 to 60",
+                             hint="60 pages hold about 900 rows; the schema allows 1000")
         manifest = generate(args.out, args.seed, _kinds(args.types), args.count, args.photos,
-                            args.broken, console)
+                            args.broken, console, long=args.long)
     except DocextractError as exc:
         console.report(exc)
         return int(exc.exit_code)

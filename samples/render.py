@@ -45,6 +45,8 @@ def has_devanagari(s: str) -> bool:
 
 def _runs(s: str, kind: str) -> list[tuple[str, str]]:
     """Split `s` into (text, font kind) runs: the rupee sign is drawn in the Devanagari font."""
+    if RUPEE not in s:
+        return [(s, kind)] if s else []
     runs: list[tuple[str, str]] = []
     for ch in s:
         k = "deva" if ch == RUPEE else kind
@@ -55,9 +57,24 @@ def _runs(s: str, kind: str) -> list[tuple[str, str]]:
     return runs
 
 
+_ADVANCE: dict[tuple[str, str], float] = {}
+
+
+def _length(text: str, kind: str, size: float) -> float:
+    """pymupdf's Font.text_length (the glyph advances summed in order, times the size) with
+    each character's advance looked up once: the same float, without a font call per character."""
+    total = 0
+    for ch in text:
+        advance = _ADVANCE.get((kind, ch))
+        if advance is None:
+            advance = _ADVANCE[(kind, ch)] = font(kind).text_length(ch, fontsize=1)
+        total += advance
+    return total * size
+
+
 def text_width(s: str, size: float, bold: bool = False, mono: bool = False) -> float:
     kind = "mono" if mono else ("bold" if bold else "regular")
-    return sum(font(k).text_length(t, fontsize=size) for t, k in _runs(s, kind))
+    return sum(_length(t, k, size) for t, k in _runs(s, kind))
 
 
 @dataclass
@@ -112,7 +129,7 @@ class Canvas:
         kind = "mono" if mono else ("bold" if bold else "regular")
         for t, k in _runs(s, kind):
             writer.append((x0, y), t, font=font(k), fontsize=size)
-            x0 += font(k).text_length(t, fontsize=size)
+            x0 += _length(t, k, size)
         return w
 
     def _html_line(self, x: float, y: float, s: str, size: float, bold: bool, color: Color,

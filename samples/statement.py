@@ -1,8 +1,13 @@
 """Multi-page Indian bank statements: a reconciling transaction list laid out as a table that
-continues across page breaks, with wrapped narrations and Dr/Cr balances."""
+continues across page breaks, with wrapped narrations and Dr/Cr balances.
+
+`long_statement` makes statements of a given page count (30, 40, 60 pages) with narrations of
+several lines and rows cut by the page break: the first lines (date, amounts, balance) at the
+foot of one page, the rest of the narration at the top of the next."""
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -41,6 +46,9 @@ class Txn:
     credit: Decimal | None
     balance: Decimal
     page: int = 0
+    # Narration lines printed on `page` when the row goes on at the top of the next page; 0 when
+    # the whole row is on one page.
+    split: int = 0
 
 
 @dataclass
@@ -64,6 +72,7 @@ class StatementFacts:
     drcr: bool
     carry_rows: bool
     pages: int = 0
+    split_rows: bool = False  # long statements: rows may be cut by a page break
 
     @property
     def closing(self) -> Decimal:
@@ -198,6 +207,11 @@ def statement_facts(rng: random.Random, rows: int | None = None) -> StatementFac
 
 def wrap(s: str, width: float, size: float) -> list[str]:
     """Greedy wrap at spaces, "/" and "-" (narrations are slash-joined codes), else anywhere."""
+    return list(_wrap(s, width, size))
+
+
+@functools.lru_cache(maxsize=4096)
+def _wrap(s: str, width: float, size: float) -> tuple[str, ...]:
     lines, cur = [], ""
     tokens, tok = [], ""
     for ch in s:
@@ -223,7 +237,7 @@ def wrap(s: str, width: float, size: float) -> list[str]:
         cur = t
     if cur.strip():
         lines.append(cur.rstrip())
-    return lines
+    return tuple(lines)
 
 
 def _balance_text(value: Decimal, drcr: bool) -> str:
@@ -306,16 +320,49 @@ def _carry(label: str, balance: Decimal, f: StatementFacts) -> list[list[str]]:
     return [[""], [label], [""], [""], [""], [""], [_balance_text(balance, f.drcr)]]
 
 
+def narration_parts(t: Txn, lines_first: int) -> tuple[str, str] | None:
+    """The narration as printed before and after a page break after `lines_first` of its wrapped
+    lines, or None when the break is not between two lines or joining the parts by the merge rule
+    (docextract.windows.join_text) would not give the narration back."""
+    from ..windows import join_text
+
+    lines = wrap(t.narration, COLUMNS[1][1] - 6, FONT)
+    if not 1 <= lines_first < len(lines):
+        return None
+    pos = 0
+    for line in lines[:lines_first]:
+        pos = t.narration.index(line, pos) + len(line)
+    head, tail = t.narration[:pos].rstrip(), t.narration[pos:].lstrip()
+    if not head or not tail or join_text(head, tail) != t.narration:
+        return None
+    return head, tail
+
+
 def _layout(f: StatementFacts, first_top: float) -> list[list[int]]:
-    """Split transaction indices into pages (the table continues across page breaks)."""
+    """Split transaction indices into pages (the table continues across page breaks). With
+    `split_rows`, a row that does not fit is cut after the lines that do (see Txn.split)."""
     bottom = A4[1] - 70
+    top = MARGIN + 30 + 17 + (LINE + 3) * f.carry_rows
     pages: list[list[int]] = [[]]
     y = first_top + 17 + (LINE + 3) * (1 + f.carry_rows)
     for k, t in enumerate(f.txns):
-        h = max(len(lines) for lines in _cells(t, f)) * LINE + 3
-        if y + h > bottom - (LINE + 3) * f.carry_rows:
+        t.split = 0
+        cells = _cells(t, f)
+        lines = max(len(c) for c in cells)
+        h = lines * LINE + 3
+        limit = bottom - (LINE + 3) * f.carry_rows
+        if y + h > limit:
+            room = int((limit - y - 3) // LINE)
+            if (f.split_rows and 1 <= room < lines and pages[-1]
+                    and all(len(c) <= room for c in cells[2:])
+                    and narration_parts(t, room) is not None):
+                t.split = room
+                pages[-1].append(k)
+                pages.append([])
+                y = top + (len(cells[1]) - room) * LINE + 3
+                continue
             pages.append([])
-            y = MARGIN + 30 + 17 + (LINE + 3) * f.carry_rows
+            y = top
         pages[-1].append(k)
         y += h
     return pages
@@ -344,10 +391,17 @@ def draw_statement(f: StatementFacts, rng: random.Random) -> pymupdf.Document:
             y = _row(c, y, _carry("OPENING BALANCE", f.opening, f), False, bold=True)
         elif f.carry_rows:
             y = _row(c, y, _carry("BALANCE BROUGHT FORWARD", balance, f), False, bold=True)
+        if p > 0 and f.txns[pages[p - 1][-1]].split:
+            cut = f.txns[pages[p - 1][-1]]
+            rest = wrap(cut.narration, COLUMNS[1][1] - 6, FONT)[cut.split:]
+            y = _row(c, y, [[""], rest, [""], [""], [""], [""], [""]], False)
         for j, k in enumerate(rows):
             t = f.txns[k]
             t.page = p + 1
-            y = _row(c, y, _cells(t, f), j % 2 == 1)
+            cells = _cells(t, f)
+            if t.split:
+                cells[1] = cells[1][:t.split]
+            y = _row(c, y, cells, j % 2 == 1)
             balance = t.balance
         if p < len(pages) - 1 and f.carry_rows:
             y = _row(c, y, _carry("BALANCE CARRIED FORWARD", balance, f), False, bold=True)
@@ -379,3 +433,31 @@ def _summary(c: Canvas, y: float, f: StatementFacts) -> None:
         c.text(x, y + 10, label, 7, bold=True, align="center")
         c.text(x, y + 21, value, 7.5, align="center")
     c.text(c.width / 2, y + 44, "*** End of Statement ***", 7.5, color=BLACK, align="center")
+
+
+# Extra narration text of long statements, so that rows wrap over several lines.
+_REMARKS = ("BEING PAYMENT TOWARDS INVOICE", "RENT AND MAINTENANCE CHARGES FOR THE MONTH",
+            "TRANSFER TO SELF ACCOUNT FOR HOUSEHOLD EXPENSES AND SCHOOL FEES",
+            "REFUND AGAINST ORDER CANCELLED BY CUSTOMER", "SETTLEMENT OF CARD DUES",
+            "REIMBURSEMENT OF TRAVEL AND CONVEYANCE FOR FIELD VISIT",
+            "CONTRIBUTION TOWARDS SOCIETY CORPUS FUND AND REPAIRS")
+
+
+def long_statement(rng: random.Random, pages: int) -> tuple[StatementFacts, pymupdf.Document]:
+    """A statement of exactly `pages` pages whose narrations wrap over 3 to 7 lines, with rows
+    cut by page breaks (at most ~15 rows a page, so 60 pages stay under the schema's 1000)."""
+    f = statement_facts(rng, rows=pages * 16)
+    for t in f.txns:
+        words = [rng.choice(_REMARKS) for _ in range(rng.randint(2, 3))]
+        extra = f" {' '.join(words)}"[:280 - len(t.narration)].rsplit(" ", 1)[0]
+        t.narration = f"{t.narration}{extra} REF {rng.randint(10**5, 10**9)}"
+    f.split_rows = True
+    first_top = _header_block(Canvas(pymupdf.open().new_page(width=A4[0], height=A4[1])), f)
+    keep = [f.txns[k] for rows in _layout(f, first_top)[:pages] for k in rows]
+    if keep and keep[-1].split:
+        keep.pop()
+    f.txns = keep
+    doc = draw_statement(f, rng)
+    if f.pages != pages:
+        raise RuntimeError(f"a long statement of {f.pages} pages instead of {pages}")
+    return f, doc

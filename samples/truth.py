@@ -45,12 +45,14 @@ def pan(f: PanFacts) -> dict[str, Any]:
     })
 
 
+def _txn(t) -> dict[str, Any]:
+    return {"date": t.day, "value_date": t.value_day, "description": t.narration,
+            "reference": None if t.ref == "-" else t.ref, "debit": t.debit, "credit": t.credit,
+            "balance": t.balance, "page": t.page}
+
+
 def statement(f: StatementFacts) -> dict[str, Any]:
-    rows = [{
-        "date": t.day, "value_date": t.value_day, "description": t.narration,
-        "reference": None if t.ref == "-" else t.ref, "debit": t.debit, "credit": t.credit,
-        "balance": t.balance, "page": t.page,
-    } for t in f.txns]
+    rows = [_txn(t) for t in f.txns]
     return build("bank_statement", {
         "bank_name": f.bank, "branch": f.branch, "account_holder": f.holder,
         "address": _one_line(f.holder_address), "account_number": f.account_number,
@@ -60,6 +62,28 @@ def statement(f: StatementFacts) -> dict[str, Any]:
         "total_debits": f.total_debits, "total_credits": f.total_credits,
         "transactions": rows,
     })
+
+
+def statement_window(f: StatementFacts, first: int, last: int) -> list[dict[str, Any]]:
+    """The transaction rows as printed on pages `first`..`last` alone, in the schema's JSON form:
+    a row cut by the page break after `last` with the narration printed so far, and the rest of
+    a row cut by the break before `first` as a row with only its description and page."""
+    from .statement import narration_parts
+
+    rows: list[dict[str, Any]] = []
+    for t in f.txns:
+        if t.split and t.page == first - 1:
+            tail = narration_parts(t, t.split)[1]
+            rows.append({"date": None, "value_date": None, "description": tail,
+                         "reference": None, "debit": None, "credit": None, "balance": None,
+                         "page": first})
+        elif first <= t.page <= last:
+            row = _txn(t)
+            if t.split and t.page == last:
+                row["description"] = narration_parts(t, t.split)[0]
+            rows.append(row)
+    doc = build("bank_statement", {"transactions": rows})
+    return doc["transactions"]
 
 
 def _party(p, gst: bool) -> dict[str, Any]:

@@ -53,3 +53,17 @@ def short_model(tmp_path_factory) -> Path:
     randomckpt.write(folder, kind="moe", seed=3, dtype=torch.float32)
     bias_checkpoint(folder)
     return folder
+
+
+SHORT_CONTEXT = 8192
+
+
+@pytest.fixture(scope="session")
+def short_context_model(tmp_path_factory) -> Path:
+    """The biased model with a context of SHORT_CONTEXT tokens: a 60-page statement does not fit
+    one request (issue 14)."""
+    folder = tmp_path_factory.mktemp("short-context-model")
+    randomckpt.write(folder, kind="moe", seed=3, dtype=torch.float32,
+                     preset={"text_config": {"max_position_embeddings": SHORT_CONTEXT}})
+    bias_checkpoint(folder)
+    return folder
