@@ -27,8 +27,8 @@ statements and invoices (GST, UK VAT), read by a local Qwen3.5 model. Nothing le
 
   docextract schemas aadhaar
 
-Exit codes: 0 ok, 1 validation failed, 2 usage, 3 unreadable input, 4 model/engine failure,
-130 interrupted.""")
+Exit codes: 0 ok, 1 validation failed, 2 usage, 3 unreadable input or unwritable output,
+4 model/engine failure, 130 interrupted, 141 stdout closed, 143 terminated (SIGTERM).""")
 model_app = typer.Typer(no_args_is_help=True, help="Download, inspect and quantise models.")
 app.add_typer(model_app, name="model")
 
@@ -412,3 +412,6 @@ def main(argv: list[str] | None = None) -> int:
         console.error(exc.format_message())
         code = exc.exit_code
     sys.exit(code if isinstance(code, int) else 0)
+
+
+from .evaluation import command as _eval_command  # noqa: E402,F401  (registers `eval`)

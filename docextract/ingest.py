@@ -52,6 +52,10 @@ DEFAULT_MAX_PAGES = 500
 # phone photo (16320x12240) still passes.
 MAX_SOURCE_PIXELS = 16384 * 16384
 MAX_FILE_BYTES = 1 << 30
+# Memory one image may take while it is decoded and turned into RGB (Pillow keeps 4 bytes a
+# pixel for RGB): an RGB image at MAX_SOURCE_PIXELS fits; an RGBA, 16-bit or 32-bit one, whose
+# flattening takes several times more, is allowed fewer pixels (see _decode_bytes).
+MAX_DECODE_BYTES = 1 << 30
 # The model's image processor refuses more elongated images.
 MAX_ASPECT_RATIO = 200
 SUPPORTED = "PDF, JPEG, PNG, WebP, BMP, GIF, TIFF, HEIC/HEIF, AVIF"
@@ -89,8 +93,13 @@ class Page:
 
 def load(source: str | os.PathLike | bytes, *, dpi: int = DEFAULT_DPI, pages: str | None = None,
          max_pixels: int = DEFAULT_MAX_PIXELS, password: str | None = None,
-         max_pages: int = DEFAULT_MAX_PAGES, stdin: BinaryIO | None = None) -> list[Page]:
+         max_pages: int = DEFAULT_MAX_PAGES, stdin: BinaryIO | None = None,
+         max_image_tokens: int | None = None) -> list[Page]:
     """Read one document (`-` = stdin) and return its selected pages, ready for the model.
+
+    `max_image_tokens` (the model's context, when known): the selected pages' image tokens (one
+    per 32x32 pixels after sizing) are counted from the page sizes before any page is rendered,
+    and a document above it is refused (InputError), so a long PDF never fills memory first.
 
     Raises UsageError for bad arguments (a malformed `pages` spec, dpi or budget out of range) and
     InputError, naming the file, for anything wrong with the input itself.
@@ -114,7 +123,8 @@ def load(source: str | os.PathLike | bytes, *, dpi: int = DEFAULT_DPI, pages: st
         raise InputError(f"{name}: not a PDF or image ({what})", hint=hint)
     ctx = _Context(name=name, source="-" if is_stdin else os.fsdecode(source),
                    sha256=hashlib.sha256(data).hexdigest(), ranges=ranges, spec=pages,
-                   dpi=dpi, max_pixels=max_pixels, max_pages=max_pages)
+                   dpi=dpi, max_pixels=max_pixels, max_pages=max_pages,
+                   max_image_tokens=max_image_tokens)
     if kind == "PDF":
         return _load_pdf(data, ctx, password)
     return _load_image(data, kind, ctx)
@@ -308,6 +318,19 @@ class _Context:
     dpi: int
     max_pixels: int
     max_pages: int
+    max_image_tokens: int | None = None
+    image_tokens: int = 0
+
+    def count_tokens(self, sizes: Sequence[tuple[int, int]]) -> None:
+        """Add pages of these (sized) dimensions to the document's image tokens; refuse the
+        document once they exceed `max_image_tokens`, before those pages are rendered."""
+        self.image_tokens += sum((w // PATCH) * (h // PATCH) for w, h in sizes)
+        if self.max_image_tokens is not None and self.image_tokens > self.max_image_tokens:
+            raise InputError(
+                f"{self.name}: the selected pages need at least {self.image_tokens:,} image "
+                f"tokens at --max-pixels {self.max_pixels:,}, above the model's context of "
+                f"{self.max_image_tokens:,} tokens; nothing was rendered",
+                hint="select fewer pages with --pages, or shrink them with --max-pixels")
 
     def select(self, count: int) -> list[int]:
         numbers = select_pages(self.ranges, count, self.name, self.spec)
@@ -452,25 +475,14 @@ def _render_pdf(doc, ctx: _Context, password: str | None) -> list[Page]:
     count = doc.page_count
     if count == 0:
         raise InputError(f"{name}: PDF has no pages (damaged?)")
+    # Every page is sized before any is rendered, so that a document beyond the model's context
+    # is refused without rendering (see _Context.count_tokens).
+    sized = [_size_pdf_page(doc, number, ctx) for number in ctx.select(count)]
+    ctx.count_tokens([(w, h) for _, _, w, h in sized])
     pages = []
-    for number in ctx.select(count):
-        try:
-            page = doc.load_page(number - 1)
-            rect = page.rect
-        except _PDF_ERRORS as exc:
-            raise InputError(f"{name}: page {number} cannot be read ({_first_line(exc)})") from None
+    for number, page, w, h in sized:
+        rect = page.rect
         w_pt, h_pt = rect.width, rect.height
-        if not (w_pt > 0 and h_pt > 0):
-            raise InputError(f"{name}: page {number} has an empty page box ({w_pt}x{h_pt} pt)")
-        width, height = w_pt * ctx.dpi / 72, h_pt * ctx.dpi / 72
-        if width * height > MAX_SOURCE_PIXELS:
-            raise InputError(
-                f"{name}: page {number} is {w_pt / 72:.0f}x{h_pt / 72:.0f} inches, "
-                f"{width:.0f}x{height:.0f} pixels at {ctx.dpi} dpi, above the limit of "
-                f"{MAX_SOURCE_PIXELS:,} pixels; refusing to render",
-                hint="lower --dpi, or check the file: no real page is that large")
-        _check_aspect(name, number, width, height)
-        w, h = fit_size(width, height, ctx.max_pixels)
         # Render straight at the target size: one pass, no oversized intermediate bitmap.
         matrix = pymupdf.Matrix(w / w_pt, h / h_pt)
         try:
@@ -485,6 +497,29 @@ def _render_pdf(doc, ctx: _Context, password: str | None) -> list[Page]:
             image = image.resize((w, h), Image.Resampling.LANCZOS)
         pages.append(Page(image=image, number=number, source=ctx.source, sha256=ctx.sha256))
     return pages
+
+
+def _size_pdf_page(doc, number: int, ctx: _Context):
+    """(number, page, width, height): a PDF page and the size it will be rendered at."""
+    name = ctx.name
+    try:
+        page = doc.load_page(number - 1)
+        rect = page.rect
+    except _PDF_ERRORS as exc:
+        raise InputError(f"{name}: page {number} cannot be read ({_first_line(exc)})") from None
+    w_pt, h_pt = rect.width, rect.height
+    if not (w_pt > 0 and h_pt > 0):
+        raise InputError(f"{name}: page {number} has an empty page box ({w_pt}x{h_pt} pt)")
+    width, height = w_pt * ctx.dpi / 72, h_pt * ctx.dpi / 72
+    if width * height > MAX_SOURCE_PIXELS:
+        raise InputError(
+            f"{name}: page {number} is {w_pt / 72:.0f}x{h_pt / 72:.0f} inches, "
+            f"{width:.0f}x{height:.0f} pixels at {ctx.dpi} dpi, above the limit of "
+            f"{MAX_SOURCE_PIXELS:,} pixels; refusing to render",
+            hint="lower --dpi, or check the file: no real page is that large")
+    _check_aspect(name, number, width, height)
+    w, h = fit_size(width, height, ctx.max_pixels)
+    return number, page, w, h
 
 
 def _load_image(data: bytes, kind: str, ctx: _Context) -> list[Page]:
@@ -542,13 +577,19 @@ def _decode(im: Image.Image, kind: str, number: int, count: int, ctx: _Context) 
     if width * height > MAX_SOURCE_PIXELS:
         raise _bomb(ctx.name, f"page {number}" if count > 1 else "image", (width, height))
     _check_aspect(ctx.name, number if count > 1 else None, width, height)
+    if kind != "JPEG":
+        # Before the orientation is read: Pillow decodes a whole PNG to look for its EXIF.
+        # (A JPEG's EXIF is in its header, and draft() below shrinks what is decoded.)
+        _check_decode_bytes(im, False, ctx.name, number, count)
     # HEIF decoders apply the rotation themselves and reset the EXIF orientation to 1.
     orientation = _orientation(im) if kind != "HEIF" else 1
     sideways = orientation in (5, 6, 7, 8)
     w, h = fit_size(*((height, width) if sideways else (width, height)), ctx.max_pixels)
+    ctx.count_tokens([(w, h)])
     if kind == "JPEG" and w * h < width * height:
         # JPEG decodes at 1/2, 1/4 or 1/8 scale for free; draft keeps at least the target size.
         im.draft(None, (h, w) if sideways else (w, h))
+    _check_decode_bytes(im, orientation != 1, ctx.name, number, count)
     im.load()
     image = ImageOps.exif_transpose(im) if orientation != 1 else im
     image = to_rgb(image)
@@ -558,6 +599,38 @@ def _decode(im: Image.Image, kind: str, number: int, count: int, ctx: _Context) 
         # Detach from the file object: the next TIFF page would seek this very image.
         image = im.copy()
     return image
+
+
+def _check_decode_bytes(im: Image.Image, rotated: bool, name: str, number: int,
+                        count: int) -> None:
+    need = _decode_bytes(im, rotated)
+    if need > MAX_DECODE_BYTES:
+        where = f"page {number}" if count > 1 else "image"
+        raise InputError(
+            f"{name}: {where} is {im.width}x{im.height} pixels in mode {im.mode}: decoding "
+            f"and flattening it to RGB takes about {_size(need)}, above the limit of "
+            f"{_size(MAX_DECODE_BYTES)}; refusing to decode",
+            hint="scale the image down, or save it as 8-bit RGB without transparency")
+
+
+def _decode_bytes(im: Image.Image, rotated: bool) -> int:
+    """Peak bytes of decoding `im` at its (drafted) size and turning it into RGB the way
+    `_decode` and `to_rgb` do: Pillow's storage (1 byte a pixel for 1/L/P, 2 for 16-bit, 4 for
+    32-bit and for every multi-band mode), plus the full-size copies each conversion makes."""
+    pixels = im.width * im.height
+    mode = im.mode
+    stored = {"1": 1, "L": 1, "P": 1}.get(mode, 2 if mode.startswith("I;16") else 4)
+    if mode == "RGB" and "transparency" not in im.info:
+        extra = 0
+    elif mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in im.info:
+        extra = 16  # an RGBA copy, the white canvas, the composite, the RGB result
+    elif mode.startswith("I;16"):
+        extra = 10  # the array, shifted to 8 bits, 8-bit gray, RGB
+    elif mode.startswith("I") or mode == "F":
+        extra = 18  # the array, its 64-bit working copy, 8-bit gray, RGB
+    else:
+        extra = 4  # one conversion to RGB
+    return pixels * (stored + extra + (stored if rotated else 0))
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -583,6 +656,8 @@ def _to_uint8(values: np.ndarray) -> np.ndarray:
         top = float(values.max(initial=0.0))
         scale = 255.0 if top <= 1.0 else (1.0 if top <= 255 else 255.0 / top)
         return np.clip(values * scale, 0, 255).astype(np.uint8)
+    if values.dtype == np.uint16:
+        return (values >> 8).astype(np.uint8)  # no 64-bit copy of a 16-bit image
     wide = values.astype(np.int64)
     top = int(wide.max(initial=0))
     if top > 65535:

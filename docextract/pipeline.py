@@ -46,6 +46,10 @@ class RunOptions:
     # Pages per window for schemas with row lists (None: chosen from the context; 0: one request).
     window: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The model's context in tokens, once known (read from config.json before the first page is
+    # rendered when the model is local): pages beyond it are refused before rendering.
+    context: int | None = None
+    _context_looked_up: bool = field(default=False, repr=False)
 
     def ingest_kwargs(self) -> dict[str, Any]:
         from . import ingest
@@ -55,7 +59,16 @@ class RunOptions:
             "pages": self.pages,
             "max_pixels": self.max_pixels or ingest.DEFAULT_MAX_PIXELS,
             "password": self.password,
+            "max_image_tokens": self.model_context(),
         }
+
+    def model_context(self) -> int | None:
+        """`context`, or else the max_position_embeddings of the model's config.json when the
+        model is a local folder or already in the Hugging Face cache (never downloads)."""
+        if self.context is None and not self._context_looked_up:
+            self._context_looked_up = True
+            self.context = _local_context(self.model or os.environ.get("DOCEXTRACT_MODEL"))
+        return self.context
 
     def decoding_settings(self) -> dict[str, Any]:
         """What changes the output for the same file, schema and model (part of the batch key)."""
@@ -81,8 +94,25 @@ def _gpu_memory_gib(device: str | None) -> float | None:
     return torch.cuda.get_device_properties(0).total_memory / 2**30
 
 
+def _local_context(model: str | None) -> int | None:
+    from .engine import hub
+    from .engine.config import load_config
+
+    if not model:
+        return None
+    try:
+        folder = Path(model).expanduser()
+        if not (folder / "config.json").is_file():
+            folder = None if hub.looks_like_path(model) else hub.cached(model)
+        return None if folder is None else load_config(folder).text_config.max_position_embeddings
+    except (DocextractError, OSError):
+        return None  # the engine's own load reports a broken model
+
+
 def _looks_like_path(model: str) -> bool:
-    return model.startswith(("/", ".", "~")) or model.count("/") != 1 or Path(model).exists()
+    from .engine.hub import looks_like_path
+
+    return looks_like_path(model)
 
 
 def model_identity(opts: RunOptions) -> dict[str, Any]:
@@ -129,7 +159,7 @@ def resolve_model(opts: RunOptions, console: Console) -> tuple[Path, str]:
         return path, path.resolve().name
     if _looks_like_path(model):
         raise ModelError(f"{display_name(model)}: not a model directory",
-                         hint="download a model with 'docextract model pull REPO_ID'")
+                         hint=hub.missing_folder_hint(model))
     folder = hub.cached(model)
     if folder is not None:
         return folder, model
@@ -164,6 +194,9 @@ def load_engine(opts: RunOptions, console: Console):
     t0 = time.monotonic()
     engine = Engine.load(path, device=device, dtype=dtype, experts=opts.experts, name=name)
     console.debug(f"model loaded in {time.monotonic() - t0:.1f} s")
+    config = getattr(engine, "config", None)
+    if config is not None:
+        opts.context = config.text_config.max_position_embeddings
     return engine
 
 
@@ -201,6 +234,9 @@ def max_new_tokens_for(schema: dict[str, Any], cap: int = 32768) -> int:
         if kind == "array":
             return 2 + node.get("maxItems", cap) * (1 + size(node.get("items", {}), depth + 1))
         if kind == "string":
+            if "maxLength" not in node and node.get("format") in ("date", "date-time", "time",
+                                                                   "uuid"):
+                return 2 + 64  # a fixed-size format: at most ~35 characters, all ASCII
             # Escapes can take up to 6 bytes a character (\uXXXX).
             return 2 + 6 * node.get("maxLength", cap)
         if kind in ("number", "integer"):
@@ -227,9 +263,11 @@ def extract_flow(pages: Sequence[Any], spec, model_info: dict[str, str], *,
                                                  retries=retries))
 
     prompt = prompt_for(spec)
+    # Unbounded strings capped (see Spec.decoder_schema), so no field decodes for minutes.
+    decoder_schema = spec.decoder_schema
     request = Request(prompt=prompt, images=[p.image for p in pages],
                       image_labels=[f"Page {p.number}" for p in pages],
-                      json_schema=spec.json_schema, max_new_tokens=max_new_tokens_for(spec.json_schema))
+                      json_schema=decoder_schema, max_new_tokens=max_new_tokens_for(decoder_schema))
     timing: dict[str, Any] = {"prefill_s": 0.0, "decode_s": 0.0, "tokens": 0}
     attempts = 0
     validation = None
@@ -334,13 +372,22 @@ class AutoSchema:
         return "auto(" + ",".join(s.ref for s in self.specs) + ")"
 
 
-def resolve_schema(name: str):
-    """A Spec, or AutoSchema for `auto`; unknown names raise UsageError (exit 2)."""
+def resolve_schema(name: str, console: Console | None = None):
+    """A Spec, or AutoSchema for `auto`; unknown names raise UsageError (exit 2). With `console`,
+    a schema whose strings have no maxLength is named in a warning (the decoder caps them)."""
     from . import schemas
+    from .schemas._jsonschema import MAX_STRING_LENGTH
 
     if name == AUTO:
         return AutoSchema(tuple(schemas.get(n) for n in DOCUMENT_TYPES if n != "other"))
-    return schemas.get(name)
+    spec = schemas.get(name)
+    unbounded = spec.unbounded_strings
+    if console is not None and unbounded:
+        shown = ", ".join(unbounded[:5]) + (f" and {len(unbounded) - 5} more"
+                                             if len(unbounded) > 5 else "")
+        console.warn(f"schema {spec.name!r}: {shown} set no maxLength; the model may write at "
+                     f"most {MAX_STRING_LENGTH} characters in each (give maxLength to choose)")
+    return spec
 
 
 def detect_request(pages: Sequence[Any]):
@@ -447,7 +494,7 @@ def run_files(files: Sequence[str], opts: RunOptions, console: Console, *, out: 
     (nothing on stdout); with several, it is also an error record, so the JSON Lines keep one
     line per input. `out` is checked before anything is read or loaded (see fsutil.check_output).
     """
-    target = resolve_schema(opts.schema)
+    target = resolve_schema(opts.schema, console)
     if out is not None:
         check_output(out, inputs=[f for f in files if f != "-"], force=force,
                      ours=written_by_docextract)

@@ -5,10 +5,11 @@ batched engine decodes side by side: one for the header fields (every field but 
 its first and last pages, and one per window of consecutive pages for the rows printed there.
 The rows are merged in page order, then the whole record is validated by the schema as usual.
 
-Merge rules at each boundary between two windows (applied in this order):
+Merge rules (applied in this order):
 1. Brought/carried forward lines, opening/closing balance lines (no debit and no credit, a
-   narration such as "B/F" or "BALANCE CARRIED FORWARD") are not transactions: dropped (bank
-   statements only; the schema's instruction already asks to leave them out).
+   narration such as "B/F" or "BALANCE CARRIED FORWARD") are not transactions: dropped wherever
+   a window gives them (bank statements only; the schema's instruction already asks to leave
+   them out). Then, at each boundary between two windows:
 2. A row cut by the page break: a row with a description but no date and no amounts
    (`fragment`) right after the break continues the last row before it, and one right before
    the break starts the first row after it. Their descriptions are joined: directly when the
@@ -35,8 +36,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Sequence
 
-# At most this many pages in one window by default: short answers lose fewer rows, and more
-# windows decode side by side.
+# At most this many pages in one window by default: one long answer is where models lose rows
+# (issue 14), and more windows decode side by side.
 WINDOW_CAP = 4
 # Output tokens kept free per page of a window when sizing the default window (a statement page
 # holds up to ~40 rows of ~50 tokens).

@@ -2,6 +2,7 @@
 
     python -m docextract.samples.generate --out DIR --seed N [--types ...] [--count N]
                                           [--photos [N]] [--broken] [--long PAGES ...]
+    python -m docextract.samples.generate --eval N --out DIR   (an evaluation set, see below)
 
 For each document NAME it writes NAME.pdf and NAME.truth.json (the schema's JSON form, unmasked);
 with --photos, phone photos NAME-photo.jpg (NAME-photo-p1.jpg, -p2.jpg... for multi-page
@@ -9,7 +10,8 @@ documents: one photo per page, together one document) and NAME-photo.truth.json;
 documents whose truth is deliberately invalid, each with NAME.expected.json listing the validator
 errors it must raise; with --long, one long bank statement of each given page count (rows cut
 by page breaks, narrations of several lines: bank_statement-sN-long-PAGES). DIR/manifest.json
-indexes everything.
+indexes everything. --eval N is an evaluation set for `docextract eval DIR`: N documents per
+type, each as a PDF and as phone photo(s), with truth files (the same as --count N --photos).
 
 Each document has its own random stream, seeded from (seed, kind, index), so a document does not
 change when others are added or left out; same seed, same truth and same bytes.
@@ -276,10 +278,17 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
                         help="phone photos too: of every document, or of the first N per type")
     parser.add_argument("--broken", action="store_true",
                         help="also documents whose truth is deliberately invalid")
+    parser.add_argument("--eval", type=int, default=None, metavar="N",
+                        help="an evaluation set for 'docextract eval': N documents per type, "
+                             "each as PDF and phone photo (--count N --photos)")
     parser.add_argument("--long", nargs="+", type=int, default=[], metavar="PAGES",
                         help="also a long bank statement of each of these page counts (2-60)")
     try:
         args = parser.parse_args(argv)
+        if args.eval is not None:
+            if args.eval < 1:
+                raise UsageError("--eval must be 1 or more")
+            args.count, args.photos = args.eval, -1
         if args.count < 0:
             raise UsageError("--count must be 0 or more")
         if any(not 2 <= n <= 60 for n in args.long):

@@ -146,6 +146,21 @@ class Spec:
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
 
+    @property
+    def decoder_schema(self) -> dict[str, Any]:
+        """The JSON Schema the decoder follows: `json_schema` with every unbounded string capped
+        at `_jsonschema.MAX_STRING_LENGTH` characters (validation still uses `json_schema`)."""
+        from . import _jsonschema
+
+        return _jsonschema.bound_strings(self.json_schema)[0]
+
+    @property
+    def unbounded_strings(self) -> list[str]:
+        """JSON pointers of the strings `decoder_schema` had to cap (no maxLength given)."""
+        from . import _jsonschema
+
+        return _jsonschema.bound_strings(self.json_schema)[1]
+
     def validate(self, obj: Any) -> Validation:
         """`obj` is a JSON text or an already parsed value; never raises on bad input."""
         return self.validator(obj)

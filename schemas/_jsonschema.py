@@ -6,10 +6,17 @@ items, minItems, maxItems, enum, const, anyOf, oneOf, allOf, $ref (local: "#", "
 exclusiveMinimum, exclusiveMaximum, format (date, date-time, time, email, uuid), and the
 annotations title, description, default, examples, $schema, $id, $comment, deprecated,
 readOnly, writeOnly. Anything else is reported by `unsupported()`; the validator never raises.
+
+A `pattern` is matched with RE2 (google-re2), whose matching time is linear in the length of the
+text whatever the pattern (no backtracking), so a user's `^(a+)+$` cannot hang `validate`. RE2
+has no back-references or look-around; a pattern that needs them is reported as unsupported, as
+the constrained decoder could not follow it either.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 import re
 from datetime import date, datetime
@@ -31,6 +38,58 @@ SUPPORTED = CHECK_KEYS | ANNOTATIONS | set(SUBSCHEMA_KEYS) | set(SUBSCHEMA_LISTS
     SUBSCHEMA_MAPS)
 FORMATS = ("date", "date-time", "time", "email", "uuid")
 TYPES = ("string", "integer", "number", "boolean", "null", "object", "array")
+
+
+# RE2 keeps each compiled pattern within this many bytes; a pattern that needs more is refused.
+PATTERN_MAX_MEM = 8 << 20
+
+
+class PatternError(ValueError):
+    """A `pattern` RE2 cannot compile (bad syntax, back-references, look-around, too large)."""
+
+
+@functools.lru_cache(maxsize=256)
+def compile_pattern(pattern: str) -> Any:
+    """`pattern` compiled by RE2 (linear-time matching); PatternError when it cannot be."""
+    import re2
+
+    if not isinstance(pattern, str):
+        raise PatternError("a pattern is a string")
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print the pattern on stderr
+    options.max_mem = PATTERN_MAX_MEM
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        detail = exc.args[0] if exc.args else ""
+        if isinstance(detail, bytes):
+            detail = detail.decode("utf-8", "replace")
+        raise PatternError(str(detail) or "not a valid regular expression") from None
+
+
+# A string the schema leaves unbounded (no maxLength, enum, const or fixed-size format) is capped
+# at this many characters in the grammar the decoder follows (the user is told; README "Limits on
+# untrusted input"): without it one free-text field could decode up to the whole token budget.
+MAX_STRING_LENGTH = 1000
+BOUNDED_FORMATS = ("date", "date-time", "time", "uuid")
+
+
+def bound_strings(schema: dict, limit: int = MAX_STRING_LENGTH) -> tuple[dict, list[str]]:
+    """A copy of `schema` in which every unbounded string has maxLength `limit` (or its
+    minLength, when larger), and the JSON pointers of those strings."""
+    out = copy.deepcopy(schema)
+    paths = []
+    for path, sub in subschemas(out):
+        kind = sub.get("type")
+        kinds = kind if isinstance(kind, list) else [kind]
+        if ("string" not in kinds or "maxLength" in sub or "enum" in sub or "const" in sub
+                or sub.get("format") in BOUNDED_FORMATS):
+            continue
+        low = sub.get("minLength")
+        low = low if isinstance(low, int) and not isinstance(low, bool) else 0
+        sub["maxLength"] = max(limit, low)
+        paths.append(path)
+    return out, paths
 
 
 def subschemas(schema: Any, path: str = "#") -> Iterator[tuple[str, dict]]:
@@ -68,20 +127,60 @@ def unsupported(schema: Any) -> list[str]:
         if "format" in sub and sub["format"] not in FORMATS:
             found.append(f"{path}: format {sub['format']!r} is not supported "
                          f"(supported: {', '.join(FORMATS)})")
-        if "pattern" in sub:
-            try:
-                re.compile(sub["pattern"])
-            except (re.error, TypeError):
-                found.append(f"{path}: pattern is not a valid regular expression")
+        if "pattern" in sub and not isinstance(sub["pattern"], str):
+            found.append(f"{path}: pattern must be a string")
+        elif "pattern" in sub:
+            if re.search(r"\(\?[=!]|\(\?<[=!]", str(sub["pattern"])):
+                found.append(f"{path}: look-around in a pattern is not supported")
             else:
-                if re.search(r"\(\?[=!<]", str(sub["pattern"])):
-                    found.append(f"{path}: look-around in a pattern is not supported")
+                try:
+                    compile_pattern(sub["pattern"])
+                except PatternError as exc:
+                    found.append(f"{path}: pattern is not a valid regular expression for the "
+                                 f"linear-time matcher (RE2: {exc}); back-references and "
+                                 "look-around are not supported")
         ref = sub.get("$ref")
         if ref is not None and _resolve(schema, ref) is None:
             found.append(f"{path}: $ref {ref!r} is not a local reference that resolves")
         extra = sub.get("additionalProperties")
         if extra is not None and not isinstance(extra, (bool, dict)):
             found.append(f"{path}: additionalProperties must be a boolean or a schema")
+    if not found:
+        found += [f"{ref}: $ref is recursive ({' -> '.join(cycle)}): the decoder needs a "
+                  "bounded answer; nest a fixed number of levels instead"
+                  for ref, cycle in _recursive_refs(schema)]
+    return found
+
+
+def _recursive_refs(root: dict) -> list[tuple[str, list[str]]]:
+    """Each $ref target from which a chain of $refs leads back to itself, with that chain."""
+    def refs_in(node: dict) -> list[str]:
+        return [sub["$ref"] for _, sub in subschemas(node) if isinstance(sub.get("$ref"), str)]
+
+    edges: dict[str, list[str]] = {}
+    pending = refs_in(root)
+    while pending:
+        ref = pending.pop()
+        if ref in edges:
+            continue
+        target = _resolve(root, ref)
+        edges[ref] = refs_in(target) if target is not None else []
+        pending += edges[ref]
+    found: list[tuple[str, list[str]]] = []
+    state: dict[str, int] = {}  # 1: on the current chain, 2: done
+
+    def visit(ref: str, chain: list[str]) -> None:
+        state[ref] = 1
+        for nxt in edges.get(ref, []):
+            if state.get(nxt) == 1:
+                found.append((nxt, chain[chain.index(nxt):] + [nxt]))
+            elif nxt not in state:
+                visit(nxt, chain + [nxt])
+        state[ref] = 2
+
+    for ref in list(edges):
+        if ref not in state:
+            visit(ref, [ref])
     return found
 
 
@@ -229,8 +328,8 @@ class _Validator:
             out.append((where, f"shorter than {schema['minLength']} characters"))
         if "pattern" in schema:
             try:
-                ok = re.search(schema["pattern"], value) is not None
-            except (re.error, TypeError):
+                ok = compile_pattern(schema["pattern"]).search(value) is not None
+            except (PatternError, TypeError):
                 ok = False
             if not ok:
                 out.append((where, f"does not match the pattern {schema['pattern']}"))

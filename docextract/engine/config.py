@@ -33,14 +33,44 @@ _MOE_DEFAULTS = {"num_experts": 256, "num_experts_per_tok": 8, "moe_intermediate
                  "shared_expert_intermediate_size": 512}
 
 
+# Upper bounds on the sizes a config may declare, checked before anything is built from them:
+# far above every Qwen3.5 release (vocab 248,320, 60 layers, 262,144 positions, 512 experts), low
+# enough that a hostile config.json cannot make docextract build millions of layers.
+MAX_SIZES = {
+    "vocab_size": 1 << 24, "hidden_size": 1 << 16, "num_hidden_layers": 1024,
+    "num_attention_heads": 1024, "num_key_value_heads": 1024, "head_dim": 4096,
+    "max_position_embeddings": 1 << 24, "linear_conv_kernel_dim": 64,
+    "linear_key_head_dim": 4096, "linear_value_head_dim": 4096, "linear_num_key_heads": 1024,
+    "linear_num_value_heads": 1024, "full_attention_interval": 1024,
+    "intermediate_size": 1 << 20, "num_experts": 4096, "num_experts_per_tok": 4096,
+    "moe_intermediate_size": 1 << 20, "shared_expert_intermediate_size": 1 << 20,
+}
+MAX_VISION_SIZES = {
+    "depth": 1024, "hidden_size": 1 << 16, "intermediate_size": 1 << 20, "num_heads": 1024,
+    "in_channels": 16, "patch_size": 1024, "temporal_patch_size": 16, "spatial_merge_size": 64,
+    "out_hidden_size": 1 << 16, "num_position_embeddings": 1 << 24,
+}
+
+
 def _filter(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     return {k: v for k, v in data.items() if k in names}
 
 
-def _positive_int(where: str, name: str, value: Any) -> None:
+def _positive_int(where: str, name: str, value: Any, limit: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ModelError(f"config: {where}.{name} must be a positive integer, got {value!r}")
+    if limit is not None and value > limit:
+        raise ModelError(f"config: {where}.{name} is {value:,}, above the limit of {limit:,}",
+                         hint="config.json is damaged or is not a Qwen3.5 config")
+
+
+def _check_sizes(where: str, obj: Any, limits: dict[str, int]) -> None:
+    """Every size that is set is a positive integer within its limit (None: a default follows)."""
+    for name, limit in limits.items():
+        value = getattr(obj, name)
+        if value is not None:
+            _positive_int(where, name, value, limit)
 
 
 def _id_list(value: Any) -> list[int]:
@@ -113,6 +143,8 @@ class TextConfig:
             for name, value in _MOE_DEFAULTS.items():
                 if getattr(self, name) is None:
                     setattr(self, name, value)
+        # Before anything is built from the sizes (layer_types has num_hidden_layers entries).
+        _check_sizes("text_config", self, MAX_SIZES)
         self._normalise_layer_types()
         self._normalise_rope()
         self._validate()
@@ -146,7 +178,7 @@ class TextConfig:
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                      "num_key_value_heads", "head_dim", "linear_conv_kernel_dim",
                      "linear_key_head_dim", "linear_value_head_dim", "linear_num_key_heads",
-                     "linear_num_value_heads"):
+                     "linear_num_value_heads", "max_position_embeddings"):
             _positive_int(where, name, getattr(self, name))
         if self.is_moe:
             for name in _MOE_DEFAULTS:
@@ -258,10 +290,8 @@ class VisionConfig:
         rope["rope_type"] = "axial"
         self.rope_parameters = rope
         where = "vision_config"
-        for name in ("depth", "hidden_size", "intermediate_size", "num_heads", "in_channels",
-                     "patch_size", "temporal_patch_size", "spatial_merge_size", "out_hidden_size",
-                     "num_position_embeddings"):
-            _positive_int(where, name, getattr(self, name))
+        for name, limit in MAX_VISION_SIZES.items():
+            _positive_int(where, name, getattr(self, name), limit)
         if self.hidden_size % self.num_heads:
             raise ModelError(f"config: {where}.hidden_size ({self.hidden_size}) is not a multiple "
                              f"of num_heads ({self.num_heads})")
@@ -418,6 +448,9 @@ def load_config(model_dir: str | Path) -> ModelConfig:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"cannot read {path}: {exc}") from exc
+    except RecursionError:
+        raise ModelError(f"cannot read {path}: the JSON nests too deeply",
+                         hint="config.json is damaged or is not a Qwen3.5 config") from None
     try:
         return ModelConfig.from_dict(data)
     except ModelError as exc:

@@ -17,6 +17,7 @@ kept per schema and copied for each new sequence (microseconds, against millisec
 from __future__ import annotations
 
 import json
+import re
 import threading
 from typing import Any, Sequence
 
@@ -95,7 +96,7 @@ class GrammarCompiler:
             template = self._llg.LLMatcher(self.tokenizer, grammar, log_level=0)
             if template.is_error():
                 raise UsageError(f"the JSON Schema cannot be used for constrained decoding: "
-                                 f"{template.get_error()}")
+                                 f"{_first_line(template.get_error())}")
             with self._lock:
                 self._templates[grammar] = template
         return SequenceConstraint(self, template.deep_copy())
@@ -130,7 +131,8 @@ class SequenceConstraint:
     def accept(self, token: int) -> None:
         if not self.matcher.consume_token(int(token)):
             self._check()
-            raise ModelError(f"token {int(token)} was not allowed by the grammar")
+            raise ModelError("constrained decoding failed: the model chose a token the grammar "
+                             "does not allow")
 
     @property
     def finished(self) -> bool:
@@ -146,7 +148,24 @@ class SequenceConstraint:
 
     def _check(self) -> None:
         if self.matcher.is_error():
-            raise ModelError(f"grammar matcher failed: {self.matcher.get_error()}")
+            raise ModelError(f"constrained decoding failed: the grammar matcher stopped "
+                             f"({_matcher_reason(self.matcher.get_error())})",
+                             hint="run it again; if it repeats, simplify the schema "
+                                  "(README, 'Schemas')")
+
+
+def _first_line(text: str) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else "unknown error"
+
+
+def _matcher_reason(error: str) -> str:
+    """What kind of failure llguidance reports, without the rest of its message: that holds the
+    tokens decoded so far (document text) and the whole grammar (the schema), which never go on
+    stderr or into a record."""
+    kind = (error or "").split(":", 1)[0].strip()
+    kind = kind if kind.replace(" ", "").isalpha() and len(kind) <= 40 else "matcher error"
+    stop = re.search(r"^Stop: ([A-Za-z]+)$", error or "", re.MULTILINE)
+    return f"{kind}, {stop.group(1)}" if stop else kind
 
 
 def bitmask_to_bool(mask: torch.Tensor, vocab_size: int) -> torch.Tensor:

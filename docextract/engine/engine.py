@@ -109,8 +109,11 @@ class Engine:
         _check_kernels(kernels, dev)
         model_dir = Path(model_dir)
         config = load_config(model_dir)
-        model, report, stored = load_model(model_dir, config, _dtype(dtype), dev, experts)
+        # Tokenizer and chat template before the weights: a broken or hostile template (rendered
+        # once here, under the sandbox's limits) is refused before gigabytes are read.
         tokenizer = Tokenizer.from_dir(model_dir, config)
+        tokenizer.render([ImageSlot(), "Extract the fields."])
+        model, report, stored = load_model(model_dir, config, _dtype(dtype), dev, experts)
         processor = ImageProcessor.from_dir(model_dir, config.vision_config, max_pixels)
         engine = cls(model, tokenizer, processor, name=name or model_dir.resolve().name,
                      experts=stored, kernels=kernels)
@@ -163,9 +166,12 @@ class Engine:
         out[keep.to(out.device)] = flat
         return out
 
-    def prompt(self, request: Request, logits_processors: Sequence[LogitsProcessor] = ()) -> Prompt:
+    def prompt(self, request: Request, logits_processors: Sequence[LogitsProcessor] = (), *,
+               context: int | None = None) -> Prompt:
         """A request as a generation prompt: chat-formatted ids (thinking off) with each image's
-        pads expanded. Images come first, each after its label ("Page 2: "), then the text."""
+        pads expanded. Images come first, each after its label ("Page 2: "), then the text.
+        The prompt is measured against the context (the model's, or `context` when smaller)
+        from the images' sizes, before any pixel becomes a tensor (see _check_room)."""
         labels = request.image_labels
         if labels is not None and len(labels) != len(request.images):
             raise UsageError(f"{len(labels)} image labels for {len(request.images)} images")
@@ -176,11 +182,14 @@ class Engine:
                 content.append(f"{labels[k]}: ")
             content.append(ImageSlot())
         content.append(request.prompt)
-        grids: list[list[int]] = []
+        grids = [self.processor.grid(image) for image in request.images]
+        ids = self.tokenizer.build_prompt_ids(content, request.system, image_grid_thw=grids)
+        image_tokens = sum(self.tokenizer.image_pad_count(g) for g in grids)
+        self._check_room(len(ids), image_tokens, request.max_new_tokens, context)
         if request.images:
             pixel_values, grid = self.processor(list(request.images))
-            grids = grid.tolist()
-        ids = self.tokenizer.build_prompt_ids(content, request.system, image_grid_thw=grids)
+            if grid.tolist() != grids:
+                raise ModelError("engine: image grids differ from the sizes measured beforehand")
         return Prompt(torch.tensor(ids, dtype=torch.long), pixel_values, grid,
                       max_new_tokens=request.max_new_tokens, logits_processors=list(logits_processors))
 
@@ -200,14 +209,19 @@ class Engine:
         silently)."""
         context = min(context or 1 << 62, self.config.text_config.max_position_embeddings)
         n = prompt.input_ids.numel()
-        need = n + min(prompt.max_new_tokens, MIN_OUTPUT_ROOM)
-        if need > context:
-            images = int((prompt.input_ids == self.config.image_token_id).sum())
+        images = int((prompt.input_ids == self.config.image_token_id).sum())
+        self._check_room(n, images, prompt.max_new_tokens, context)
+        prompt.max_new_tokens = min(prompt.max_new_tokens, context - n)
+
+    def _check_room(self, n: int, images: int, max_new_tokens: int, context: int | None) -> None:
+        """A prompt of `n` tokens (`images` of them for page images) leaves room for the answer
+        in the context (the model's, or `context` when smaller), else InputError."""
+        context = min(context or 1 << 62, self.config.text_config.max_position_embeddings)
+        if n + min(max_new_tokens, MIN_OUTPUT_ROOM) > context:
             raise InputError(f"the document needs {n:,} prompt tokens ({images:,} of them for "
                              f"page images) plus room for the answer, above the model's context "
                              f"of {context:,} tokens",
                              hint="select fewer pages with --pages, or shrink them with --max-pixels")
-        prompt.max_new_tokens = min(prompt.max_new_tokens, context - n)
 
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
         """Greedy completions, continuously batched: up to `max_batch` requests decode together

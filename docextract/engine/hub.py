@@ -55,6 +55,44 @@ def _progress_class(callback: Progress) -> type:
     return Forward
 
 
+def looks_like_path(model: str) -> bool:
+    """Whether `--model` names a local folder rather than a Hub repository (OWNER/NAME): it starts
+    with /, . or ~, has a backslash, a trailing slash or other than one slash, or a part of it
+    exists here (`models/tpyo` where ./models is a folder). Such a string is never sent to the
+    Hub, so a mistyped folder is reported as missing, not looked up online."""
+    import os
+
+    if not model or model.startswith(("/", ".", "~")) or "\\" in model:
+        return True
+    if model.count("/") != 1 or model.endswith("/"):
+        return True
+    owner = model.split("/", 1)[0]
+    return os.path.lexists(model) or os.path.lexists(owner)
+
+
+def missing_folder_hint(model: str) -> str:
+    """A hint for a `--model` path that is not a model folder: the closest names in the deepest
+    folder that exists, and how a repository id is told apart."""
+    import difflib
+
+    path = Path(model).expanduser()
+    parent = path.parent
+    while not parent.is_dir() and parent != parent.parent:
+        path, parent = parent, parent.parent
+    hint = ""
+    if parent.is_dir():
+        try:
+            names = sorted(p.name for p in parent.iterdir() if p.is_dir())
+        except OSError:
+            names = []
+        close = difflib.get_close_matches(path.name, names, n=3)
+        if close:
+            shown = ", ".join(str(parent / c) if str(parent) != "." else c for c in close)
+            hint = f"did you mean {shown}? "
+    return (hint + "a path is never looked up on the Hub; a repository id is OWNER/NAME where no "
+            "local folder OWNER exists (download one with 'docextract model pull REPO_ID')")
+
+
 def pull(repo_id: str, dest: str | Path | None = None, *, offline: bool = False,
          progress: Progress | None = None, revision: str | None = None) -> Path:
     """Download the engine's files of `repo_id` (into `dest`, else the Hugging Face cache) and

@@ -26,6 +26,11 @@ DEFAULT_MAX_PIXELS = 16777216
 MAX_ASPECT_RATIO = 200
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
     """Nearest size with both sides multiples of `factor` and an area within [min, max] pixels."""
     if min(height, width) <= 0:
@@ -81,8 +86,8 @@ class ImageProcessor:
         if path.is_file():
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ModelError(f"cannot read {path}: {exc}") from exc
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+                raise ModelError(f"cannot read {path}: {_first_line(exc)}") from exc
             size = data.get("size") or {}
             for key, src in (("min_pixels", "shortest_edge"), ("max_pixels", "longest_edge")):
                 if data.get(key) is not None:
@@ -107,6 +112,12 @@ class ImageProcessor:
     @property
     def factor(self) -> int:
         return self.patch_size * self.merge_size
+
+    def grid(self, image: Image.Image) -> list[int]:
+        """[1, gh, gw]: the patch grid `image` will have, from its size alone (no pixel read)."""
+        h, w = smart_resize(image.height, image.width, self.factor, self.min_pixels,
+                            self.max_pixels)
+        return [1, h // self.patch_size, w // self.patch_size]
 
     def __call__(self, images: list[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
         """images -> (pixel_values [N, patch_dim] fp32, image_grid_thw [n, 3] long)."""

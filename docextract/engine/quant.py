@@ -45,6 +45,7 @@ from .weights import (
     INDEX_FILE,
     SINGLE_FILE,
     LoadReport,
+    check_config,
     iter_weights,
     load_weights,
     model_tensors,
@@ -291,6 +292,7 @@ def load_model(model_dir: str | Path, config: ModelConfig, dtype: torch.dtype,
     (see `resolve_experts`). -> (model, loader report, the experts' format as engine.experts)."""
     fmt, quantise = resolve_experts(model_dir, config, experts)
     convert = None if fmt == "float" else (lambda m: convert_experts(m, fmt))
+    check_config(model_dir, config)
     model = Model.empty(config, dtype, device, convert)
     if quantise:
         transform = ExpertQuantizer(model)

@@ -287,7 +287,7 @@ class Session:
         start = time.perf_counter()
         if request.json_schema is not None:
             self.engine.grammars.grammar(request.json_schema)
-        prompt = self.engine.prompt(request)
+        prompt = self.engine.prompt(request, context=self.slot_tokens)
         self.engine._fit_context(prompt, context=self.slot_tokens)
         if request.json_schema is not None:
             prompt.constraint = self.engine.grammars.new(request.json_schema)

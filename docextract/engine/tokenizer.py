@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ from .config import ModelConfig
 IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 VISION_START, VISION_END, IMAGE_PAD = "<|vision_start|>", "<|vision_end|>", "<|image_pad|>"
 REQUIRED_TOKENS = (IM_START, IM_END, VISION_START, VISION_END, IMAGE_PAD)
+# The Qwen3.5 template has about 7,000 characters.
+MAX_TEMPLATE_CHARS = 1 << 20
 
 # The Qwen3.5 chat format for system, user and assistant turns with images, written for
 # checkpoints that ship no template. Thinking off: "<think>\n\n</think>\n\n" after the header.
@@ -80,23 +81,9 @@ def _byte_decoder() -> dict[str, int]:
 
 @lru_cache(maxsize=16)
 def _compile(template: str):
-    import jinja2
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from .sandbox import environment
 
-    def raise_exception(message: str) -> None:
-        raise jinja2.exceptions.TemplateError(message)
-
-    def tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None,
-               separators: Any = None, sort_keys: bool = False) -> str:
-        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
-                          sort_keys=sort_keys)
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=["jinja2.ext.loopcontrols"])
-    env.filters["tojson"] = tojson
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-    return env.from_string(template)
+    return environment().from_string(template)
 
 
 class Tokenizer:
@@ -107,6 +94,8 @@ class Tokenizer:
                  special_tokens_map: dict[str, str] | None = None,
                  extra_stop_ids: Sequence[int] = ()):
         self._tok = backend
+        if chat_template is not None:
+            _check_template(chat_template, template_source)
         self.chat_template = chat_template or BUILTIN_CHAT_TEMPLATE
         self.template_source = template_source if chat_template else "built-in"
         self.config = config
@@ -227,14 +216,19 @@ class Tokenizer:
         """Chat prompt text for one user turn (text and images in order), thinking disabled,
         ending with the assistant header. One `<|image_pad|>` per image."""
         try:
-            return _compile(self.chat_template).render(
-                messages=self.messages(content, system), add_generation_prompt=True,
+            template = _compile(self.chat_template)
+            return template.environment.render_limited(
+                template, messages=self.messages(content, system), add_generation_prompt=True,
                 enable_thinking=False, add_vision_id=add_vision_id, tools=None,
                 **self.special_tokens_map)
         except ModelError:
             raise
-        except Exception as exc:
-            raise ModelError(f"chat template ({self.template_source}) failed: {exc}") from exc
+        except Exception as exc:  # MemoryError and RecursionError included
+            raise ModelError(f"chat template ({self.template_source}) failed: "
+                             f"{_first_line(exc)}",
+                             hint="the model folder's chat template is broken; pull the "
+                                  "checkpoint again or delete the template to use the "
+                                  "built-in Qwen3.5 one") from exc
 
     def image_pad_count(self, grid_thw: Sequence[int]) -> int:
         """`<|image_pad|>` ids for an image of grid (t, h, w) patches."""
@@ -270,6 +264,24 @@ class Tokenizer:
         return self.expand_image_pads(self.encode(self.render(content, system)), grids)
 
 
+def _check_template(template: Any, source: str) -> None:
+    """A template that is given must be text with something in it, and of a sane size: an empty
+    one would silently render nothing (every document then fails in the model)."""
+    if not isinstance(template, str) or not template.strip():
+        raise ModelError(f"the chat template in {source} is empty",
+                         hint="delete it (or its chat_template entry) to use the built-in Qwen3.5 "
+                              "template, or pull the checkpoint again")
+    if len(template) > MAX_TEMPLATE_CHARS:
+        raise ModelError(f"the chat template in {source} has {len(template):,} characters, above "
+                         f"the limit of {MAX_TEMPLATE_CHARS:,}",
+                         hint="a chat template is a few kilobytes; pull the checkpoint again")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
@@ -277,20 +289,32 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"cannot read {path}: {exc}") from exc
+    except RecursionError:
+        raise ModelError(f"cannot read {path}: the JSON nests too deeply") from None
     return data if isinstance(data, dict) else None
 
 
 def _find_template(model_dir: Path, tok_config: dict[str, Any]) -> tuple[str | None, str]:
+    """The checkpoint's chat template and where it was found; (None, "built-in") when it ships
+    none. A template that is there but empty is refused (see _check_template)."""
     jinja_file = model_dir / "chat_template.jinja"
     if jinja_file.is_file():
-        return jinja_file.read_text(encoding="utf-8"), jinja_file.name
+        try:
+            with open(jinja_file, encoding="utf-8") as f:
+                text = f.read(MAX_TEMPLATE_CHARS + 1)  # never more than the limit into memory
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModelError(f"cannot read {jinja_file}: {exc}") from exc
+        _check_template(text, jinja_file.name)
+        return text, jinja_file.name
     template = tok_config.get("chat_template")
     if isinstance(template, list):
         named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
         template = named.get("default")
-    if isinstance(template, str) and template:
+    if template is not None:
+        _check_template(template, "tokenizer_config.json")
         return template, "tokenizer_config.json"
     legacy = _read_json(model_dir / "chat_template.json") or {}
-    if isinstance(legacy.get("chat_template"), str):
+    if "chat_template" in legacy:
+        _check_template(legacy["chat_template"], "chat_template.json")
         return legacy["chat_template"], "chat_template.json"
     return None, "built-in"

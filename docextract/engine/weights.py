@@ -77,7 +77,7 @@ def read_header(path: Path) -> dict[str, TensorEntry]:
             header = json.loads(f.read(n).decode("utf-8"))
     except FileNotFoundError as exc:
         raise ModelError(f"checkpoint file missing: {path}") from exc
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ModelError(f"corrupt safetensors file {path}: {exc}",
                          hint="the download may be incomplete; fetch the file again") from exc
     if not isinstance(header, dict):
@@ -114,6 +114,14 @@ def checkpoint_files(model_dir: str | Path) -> list[Path]:
     if index.is_file():
         weight_map = _weight_map(index)
         files = list(dict.fromkeys(weight_map.values()))
+        # A shard is a file of this folder, named as the Hub names it: never a path that could
+        # leave the folder (`../../etc/passwd`, `/etc/passwd`, `sub/../../x`).
+        outside = [f for f in files if not _is_shard_name(f)]
+        if outside:
+            raise ModelError(f"{index} names shard(s) that are not safetensors files of the "
+                             f"model folder: {_names(outside)}",
+                             hint="a shard is a plain file name ending in .safetensors; this "
+                                  "index is damaged or was not written by a Hub checkpoint")
         missing = [f for f in files if not (model_dir / f).is_file()]
         if missing:
             raise ModelError(f"{index} names shard(s) that are not in the folder: "
@@ -127,6 +135,11 @@ def checkpoint_files(model_dir: str | Path) -> list[Path]:
     raise ModelError(f"no {SINGLE_FILE} or {INDEX_FILE} in {model_dir}", hint=hint)
 
 
+def _is_shard_name(name: str) -> bool:
+    return (name.endswith(".safetensors") and name == Path(name).name and "\\" not in name
+            and name not in (".", "..") and "\x00" not in name)
+
+
 def _weight_map(index: Path) -> dict[str, str]:
     try:
         data = json.loads(index.read_text(encoding="utf-8"))
@@ -135,6 +148,8 @@ def _weight_map(index: Path) -> dict[str, str]:
             raise TypeError("weight_map is not an object")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ModelError(f"corrupt checkpoint index {index}: {exc}") from exc
+    except RecursionError:
+        raise ModelError(f"corrupt checkpoint index {index}: the JSON nests too deeply") from None
     return {str(k): str(v) for k, v in weight_map.items()}
 
 
@@ -156,6 +171,34 @@ def read_headers(model_dir: str | Path) -> dict[str, TensorEntry]:
             raise ModelError(f"{index} lists tensors its shards do not hold: {_names(wrong)}",
                              hint="the index and the shards come from different downloads")
     return entries
+
+
+_TEXT_LAYER = re.compile(r"^model\.language_model\.layers\.(\d+)\.")
+_VISION_BLOCK = re.compile(r"^model\.visual\.blocks\.(\d+)\.")
+_EMBED = "model.language_model.embed_tokens.weight"
+
+
+def check_config(model_dir: str | Path, config: ModelConfig) -> None:
+    """config.json's sizes against the checkpoint's tensors, from the headers only, before the
+    model is built: the embedding is [vocab_size, hidden_size] and the checkpoint holds exactly
+    num_hidden_layers text layers and `depth` vision blocks. A config that would have docextract
+    allocate a model the weights cannot fill is refused here, not after the allocation."""
+    entries = read_headers(model_dir)
+    t, v = config.text_config, config.vision_config
+    problems = []
+    embed = entries.get(_EMBED)
+    if embed is not None and embed.shape != (t.vocab_size, t.hidden_size):
+        problems.append(f"vocab_size {t.vocab_size:,} x hidden_size {t.hidden_size:,}, but "
+                        f"{_EMBED} is {list(embed.shape)}")
+    for label, pattern, declared in (("text layers", _TEXT_LAYER, t.num_hidden_layers),
+                                     ("vision blocks", _VISION_BLOCK, v.depth)):
+        found = {int(m.group(1)) for n in entries if (m := pattern.match(n))}
+        if found and max(found) + 1 != declared:
+            problems.append(f"{declared:,} {label} declared, the weights hold {max(found) + 1:,}")
+    if problems:
+        raise ModelError(f"config.json of {model_dir} does not match its weights: "
+                         + "; ".join(problems),
+                         hint="is config.json from the same release as the weights?")
 
 
 @dataclass

@@ -9,6 +9,7 @@ import errno
 import io
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -78,6 +79,14 @@ def fake(args, delay=0.0, **kw):
                             stderr=subprocess.PIPE, **kw)
 
 
+def cli(args, **kw):
+    """The installed console script (no fake engine: for what fails before a model is needed)."""
+    script = shutil.which("docextract", path=str(Path(sys.executable).parent))
+    cmd = [script] if script else [sys.executable, "-c", "from docextract.cli import main; main()"]
+    return subprocess.Popen(cmd + [str(a) for a in args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **kw)
+
+
 def finish(proc, timeout=120) -> tuple[int, str, str]:
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -113,7 +122,7 @@ def test_1_run_out_onto_the_input_is_refused(no_engine, tmp_path):
 def test_1_run_out_onto_the_input_subprocess(tmp_path):
     pdf = make_pdf(tmp_path / "in.pdf")
     before = pdf.read_bytes()
-    code, out, err = finish(fake(["run", pdf, "-s", "receipt", "--out", pdf]))
+    code, out, err = finish(cli(["run", pdf, "-s", "invoice", "--out", pdf]))
     assert code == 2 and "is also an input" in err and "Traceback" not in err
     assert pdf.read_bytes() == before
 
@@ -167,12 +176,12 @@ def test_2_foreign_out_subprocess(tmp_path):
     out = tmp_path / "mine.jsonl"
     out.write_text('{"id": 1}\n')
     out.chmod(0o644)
-    code, _, err = finish(fake(["batch", tmp_path / "in", "-s", "receipt", "--out", out]))
+    code, _, err = finish(cli(["batch", tmp_path / "in", "-s", "invoice", "--out", out]))
     assert code == 2 and "was not written by docextract" in err
     assert out.read_text() == '{"id": 1}\n' and stat.S_IMODE(out.stat().st_mode) == 0o644
     pdf = make_pdf(tmp_path / "in" / "a.pdf")
     before = pdf.read_bytes()
-    code, _, err = finish(fake(["batch", tmp_path / "in", pdf, "-s", "receipt", "--out", pdf]))
+    code, _, err = finish(cli(["batch", tmp_path / "in", pdf, "-s", "invoice", "--out", pdf]))
     assert code == 2 and pdf.read_bytes() == before
 
 
@@ -210,13 +219,15 @@ def test_3_two_batch_processes_at_once(tmp_path):
     docs = make_docs(tmp_path / "in", 20)
     out = tmp_path / "out.jsonl"
     args = ["batch", tmp_path / "in", "-s", "receipt", "--out", out, "--no-progress"]
-    first = fake(args, delay=0.5)
+    first = fake(args, delay=5.0)  # holds the lock far longer than a process takes to start
     wait_lines(out, 1, first)
     code, _, err = finish(fake(args))
     assert code == 2 and f"(pid {first.pid})" in err, err
-    assert first.wait(timeout=120) == 0
+    first.send_signal(signal.SIGINT)  # the first one goes on undisturbed until told to stop
+    assert first.wait(timeout=120) == 130
     records = read_jsonl(out)
-    assert sorted(r["source"] for r in records) == sorted(map(str, docs))
+    sources = [r["source"] for r in records]
+    assert len(sources) == len(set(sources)) and set(sources) <= set(map(str, docs))
 
 
 # ---- 4. identical files keep one record each ----
@@ -344,6 +355,16 @@ def test_12_symlink_to_dev_zero_is_an_error_record(engine, tmp_path):
     assert "character device" in bad["errors"][0]["msg"]
     with pytest.raises(ingest.InputError, match="character device"):
         ingest.file_sha256("/dev/zero")
+
+
+def test_12_hashing_stops_at_the_size_limit(tmp_path, monkeypatch):
+    path = tmp_path / "growing.pdf"
+    path.write_bytes(b"%PDF-1.7\n" + b"0" * (3 << 20))
+    monkeypatch.setattr(ingest, "MAX_FILE_BYTES", 1 << 20)
+    # The file grows after its size was checked: the read itself must stop at the limit.
+    monkeypatch.setattr(ingest, "_check_readable_path", lambda path, name, st=None: st)
+    with pytest.raises(ingest.InputError, match="larger than the limit"):
+        ingest.file_sha256(path)
 
 
 def test_13_symlink_loop_is_an_error_record_not_an_abort(engine, tmp_path):
@@ -480,9 +501,11 @@ def test_20_validate_hostile_json(tmp_path, text, words):
 
 
 def test_20_run_stdin_closed(tmp_path):
-    for cmd in ("run - -s receipt", "validate - -s pan"):
-        proc = subprocess.run(["bash", "-c", f"{sys.executable} {FAKE_CLI} 0 {cmd} <&-"],
-                              capture_output=True, timeout=60)
+    script = (shutil.which("docextract", path=str(Path(sys.executable).parent))
+              or f"{sys.executable} -c 'from docextract.cli import main; main()'")
+    for cmd in ("run - -s invoice", "validate - -s pan"):
+        proc = subprocess.run(["bash", "-c", f"{script} {cmd} <&-"], capture_output=True,
+                              timeout=60)
         err = proc.stderr.decode()
         assert proc.returncode == 3, err
         assert "stdin" in err and "closed" in err and "internal error" not in err

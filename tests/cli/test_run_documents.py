@@ -85,7 +85,7 @@ def statement_answer(request):
     if "transactions" in request.json_schema["properties"] and len(request.json_schema["properties"]) == 1:
         return json.dumps({"transactions": rows})
     header = {k: None for k in request.json_schema["properties"]}
-    header |= {"opening_balance": "100.00", "closing_balance": "92.00"}
+    header |= {"opening_balance": "100.00", "closing_balance": f"{100 - numbers[-1]}.00"}
     if "transactions" in header:  # read in one request
         header["transactions"] = rows
     return json.dumps(header)
@@ -115,3 +115,26 @@ def test_window_option_reads_a_long_statement_in_windows(monkeypatch, fake_engin
     res = invoke("run", *paths, "--one-document", "-s", "bank_statement", "--window", "0")
     record = json.loads(res.stdout)
     assert res.exit_code == 0 and "windows" not in record and len(made.requests) == 1
+
+
+def test_schema_auto_then_windows(monkeypatch, fake_engine, tmp_path):
+    """--schema auto chooses from the first page, then the statement is read in windows."""
+    paths = []
+    for i in range(5):
+        p = tmp_path / f"s-p{i + 1}.png"
+        Image.new("RGB", (64, 96), "white").save(p)
+        paths.append(str(p))
+
+    def answer(request):
+        if request.json_schema == pipeline.CHOOSER_SCHEMA:
+            return '{"document_type":"bank_statement"}'
+        return statement_answer(request)
+
+    made = fake_engine(answer)
+    monkeypatch.setattr(pipeline, "load_engine", lambda opts, console: made)
+    res = invoke("run", *paths, "--one-document", "-s", "auto", "--window", "2")
+    record = json.loads(res.stdout)
+    assert res.exit_code == 0, res.output
+    assert record["document_type"] == "bank_statement" and record["windows"] == [[1, 2], [3, 4], [5, 5]]
+    assert len(made.requests) == 1 + 4 and record["attempts"] == 1
+    assert "detect_s" in record["timing"] and record["timing"]["requests"] == 4

@@ -94,7 +94,21 @@ def test_main_writes_documents_truth_and_manifest(tmp_path):
     assert "wrote" in err.getvalue()
 
 
-@pytest.mark.parametrize("argv", [["--types", "passport"], ["--count", "-1"], ["--bogus"]])
+def test_eval_set_is_what_docextract_eval_reads(tmp_path):
+    from docextract.evaluation import dataset
+
+    console = Console(stdout=io.StringIO(), stderr=io.StringIO(), progress_enabled=False)
+    assert generate.main(["--out", str(tmp_path), "--eval", "1", "--types", "pan"], console) == 0
+    cases, orphans = dataset.discover(tmp_path)
+    assert orphans == []
+    assert sorted((c.name, [f.name for f in c.files]) for c in cases) == [
+        ("pan-s0-001", ["pan-s0-001.pdf"]), ("pan-s0-001-photo", ["pan-s0-001-photo.jpg"])]
+    assert dataset.manifest_schemas(tmp_path) == {"pan-s0-001.truth.json": "pan",
+                                                  "pan-s0-001-photo.truth.json": "pan"}
+
+
+@pytest.mark.parametrize("argv", [["--types", "passport"], ["--count", "-1"], ["--bogus"],
+                                  ["--eval", "0"]])
 def test_main_usage_errors_exit_2(tmp_path, argv):
     err = io.StringIO()
     console = Console(stdout=io.StringIO(), stderr=err, progress_enabled=False)
