@@ -277,7 +277,7 @@ def run_ray_batch(paths: Sequence[str], opts: RunOptions, console: Console, *, o
     ray = _import_ray()
     if group_by not in (None,) + grouping.GROUP_BY:
         raise UsageError(f"unknown --group-by {group_by!r}", hint="use folder or stem")
-    target = pipeline.resolve_schema(opts.schema)
+    target = pipeline.resolve_schema(opts.schema, console)
     to_stdout = out == "-"
     direct = [p for p in paths if p != "-" and not os.path.isdir(p)]
     if not to_stdout:
