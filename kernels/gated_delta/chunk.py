@@ -16,6 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .._dispatch import run
+
 
 @triton.jit
 def _load_rows(ptr, t, t_ok, h, rk, k_ok, H: tl.constexpr, Dk: tl.constexpr, L2NORM: tl.constexpr):
@@ -165,15 +167,15 @@ def chunk_gated_delta_rule(
     u = torch.empty(T, Hv, Dv, dtype=torch.float32, device=v.device)
     if T > 0:
         # every sequence adds at most one partial chunk: an upper bound without a host sync
-        _chunk_wu_kernel[(triton.cdiv(T, block_t) + S, Hv)](
-            k, v, g, beta, cu_seqlens, w, u,
+        run(
+            _chunk_wu_kernel, (triton.cdiv(T, block_t) + S, Hv), k, v, g, beta, cu_seqlens, w, u,
             S,
             Hk=Hk, Hv=Hv, Dk=Dk, Dv=Dv, L2NORM=use_qk_l2norm,
             BT=block_t, BK=block_k, BVU=max(16, min(64, triton.next_power_of_2(Dv))),
             BLOCK_S=triton.next_power_of_2(S),
         )
-    _chunk_state_kernel[(S, Hv, triton.cdiv(Dv, block_v))](
-        q, k, g, w, u, cu_seqlens,
+    run(
+        _chunk_state_kernel, (S, Hv, triton.cdiv(Dv, block_v)), q, k, g, w, u, cu_seqlens,
         initial_state if initial_state is not None else final, o, final,
         scale,
         Hk=Hk, Hv=Hv, Dk=Dk, Dv=Dv, L2NORM=use_qk_l2norm, HAS_INIT=initial_state is not None,

@@ -12,6 +12,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .._dispatch import run
+
 from . import align as align_mod
 from .config import get_config, validate
 from .quant import GROUP, ExpertWeights
@@ -173,15 +175,15 @@ def grouped_gemm(
     bm, bn, bk = config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"]
     grid = (block_expert.numel(), triton.cdiv(N, bn))
     scale = w.scale if w.scale is not None else w.data
-    _moe_gemm_kernel[grid](
-        a, w.data, scale, c, sorted_pairs, block_expert, num_padded,
+    run(
+        _moe_gemm_kernel, grid, a, w.data, scale, c, sorted_pairs, block_expert, num_padded,
         topk_weights if topk_weights is not None else c,
         N, K, num_pairs, N,
         *_strides(w),
         A_DIV=a_div, GATED=gated, MUL_WEIGHT=topk_weights is not None,
         WFMT=WFMT[w.format], GROUP=GROUP, DOT_IEEE=a.dtype == torch.float32,
         BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
-        num_warps=config.get("num_warps", 4), num_stages=config.get("num_stages", 2),
+        options={"num_warps": config.get("num_warps", 4), "num_stages": config.get("num_stages", 2)},
     )
     return c
 
@@ -192,8 +194,8 @@ def combine(y: torch.Tensor, T: int, top_k: int) -> torch.Tensor:
     out = torch.empty(T, H, dtype=y.dtype, device=y.device)
     block_h = min(triton.next_power_of_2(H), 256)
     block_t = max(1, min(triton.next_power_of_2(T), 4096 // block_h))
-    _combine_kernel[(triton.cdiv(T, block_t), triton.cdiv(H, block_h))](
-        y, out, T, H, TOPK=top_k, BLOCK_T=block_t, BLOCK_H=block_h
+    run(
+        _combine_kernel, (triton.cdiv(T, block_t), triton.cdiv(H, block_h)), y, out, T, H, TOPK=top_k, BLOCK_T=block_t, BLOCK_H=block_h
     )
     return out
 
