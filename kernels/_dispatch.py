@@ -22,12 +22,31 @@ def interpreter_on() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
-def use_triton(impl: str | None, *tensors: torch.Tensor) -> bool:
+# op name -> why its Triton kernel failed the engine's self-check (engine/selfcheck.py): such an
+# op runs its PyTorch path whatever `impl` or DOCEXTRACT_KERNELS ask
+_fallback: dict[str, str] = {}
+
+
+def set_fallback(op: str, reason: str | None) -> None:
+    """Route `op` to its PyTorch path (reason given) or back to the normal choice (None)."""
+    if reason is None:
+        _fallback.pop(op, None)
+    else:
+        _fallback[op] = reason
+
+
+def fallbacks() -> dict[str, str]:
+    return dict(_fallback)
+
+
+def use_triton(impl: str | None, *tensors: torch.Tensor, op: str | None = None) -> bool:
     """True when the op should run its Triton kernel on these tensors."""
     choice = impl if impl is not None else os.environ.get(ENV, "auto")
     if choice not in IMPLS:
         source = "impl" if impl is not None else ENV
         raise ValueError(f"{source}={choice!r}: expected one of {', '.join(IMPLS)}")
+    if op is not None and op in _fallback and not _recording:
+        return False
     on_cuda = all(t.is_cuda for t in tensors)
     if _recording and all(t.is_cuda or t.is_meta for t in tensors):
         # recording launches on the meta device (compile tests): take the Triton path

@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._dispatch import Launch
+from .._dispatch import Launch, device_limits
 
 LOG2E = 1.4426950408889634
 
@@ -134,7 +134,7 @@ def _store_kernel(
 def default_splits(batch: int, nkv: int, max_len: int, block_n: int, device: torch.device) -> int:
     """Splits per (sequence, kv head): enough programs for ~2 waves of the GPU's SMs, at most
     one per key block of the cache. Depends on shapes only, so a captured graph keeps it."""
-    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
+    sms = device_limits(device).sms
     want = triton.cdiv(2 * sms, batch * nkv)
     return max(1, min(triton.next_power_of_2(want), 64, triton.cdiv(max_len, block_n)))
 

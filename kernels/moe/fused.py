@@ -12,13 +12,14 @@ import torch
 import triton
 import triton.language as tl
 
-from .._dispatch import run
+from .._dispatch import device_limits, run
 
 from . import align as align_mod
-from .config import get_config, validate
+from .config import fit, get_config, validate
 from .quant import GROUP, ExpertWeights
 
 WFMT = {"float": 0, "int8": 1, "int4": 2, "fp8": 3}
+ACT_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
 
 
 @triton.jit
@@ -215,13 +216,17 @@ def experts(
     E, N13, _ = w13.shape
     if T == 0:
         return torch.empty_like(x)
-    gpu = torch.cuda.get_device_name(x.device) if x.is_cuda else None
+    limits = device_limits(x.device)
+    gpu = limits.name if x.is_cuda else None
+    act = ACT_NAMES[x.dtype]
     if config is not None:
         cfg1 = validate(config, w13.name, "config")
         cfg2 = validate(config, w2.name, "config")
     else:
-        cfg1 = get_config(E, N13, H, w13.name, T, gpu)
-        cfg2 = get_config(E, H, N13 // 2, w2.name, T, gpu)
+        cfg1 = fit(get_config(E, N13, H, w13.name, T, gpu, act=act), act, True,
+                   limits.smem_per_block, w13.name)
+        cfg2 = fit(get_config(E, H, N13 // 2, w2.name, T, gpu, act=act), act, False,
+                   limits.smem_per_block, w2.name)
     # both GEMMs walk the same aligned blocks
     cfg2["BLOCK_M"] = cfg1["BLOCK_M"]
     sorted_pairs, block_expert, num_padded = align_mod.align(topk_ids, E, cfg1["BLOCK_M"])
