@@ -8,7 +8,7 @@ import io
 
 import torch
 
-from docextract.console import Console
+from docextract.console import Console, Progress
 from docextract.engine import randomckpt, warmup
 from docextract.engine.scheduler import Scheduler
 from docextract.kernels import _dispatch
@@ -29,7 +29,10 @@ def test_plan_covers_sequence_counts_token_buckets_and_decode_batches():
     assert all(max(sizes) <= 20 for kind, sizes in warmup.plan(2, 20) if kind == "prefill")
 
 
-def test_warm_up_leaves_the_cache_empty_and_reports_progress():
+def test_warm_up_leaves_the_cache_empty_and_reports_progress(monkeypatch):
+    # the console shows progress only after a second; the tiny model may be faster than that
+    monkeypatch.setattr(Progress, "DELAY_S", 0.0)
+    monkeypatch.setattr(Progress, "LINE_EVERY_S", 0.0)
     model = randomckpt.random_model(randomckpt.model_config("moe", "tiny"), "cpu", torch.float32, seed=1)
     sched = Scheduler(model, num_slots=3, max_len=400)
     err = io.StringIO()
