@@ -345,6 +345,8 @@ def model_quantize(src: Annotated[Path, typer.Argument(help="Source model direct
 def doctor(as_json: Annotated[bool, typer.Option("--json", help="Report as JSON.")] = False,
            self_test: Annotated[bool, typer.Option("--self-test", help="Also run one constrained "
                                                    "extraction on a random tiny model.")] = False,
+           gpu: Annotated[bool, typer.Option("--gpu", help="Check every Triton kernel and CUDA "
+                                             "graphs on the GPU against PyTorch.")] = False,
            device: DeviceOpt = None, quiet: Quiet = False, verbose: Verbose = False) -> None:
     """Check the installation: Python, torch, GPU, Triton, dependencies, model.
 
@@ -353,6 +355,8 @@ def doctor(as_json: Annotated[bool, typer.Option("--json", help="Report as JSON.
       docextract doctor --json | jq .gpu
 
       docextract doctor --self-test
+
+      docextract doctor --gpu
     """
     from .doctor import check
 
@@ -370,10 +374,16 @@ def doctor(as_json: Annotated[bool, typer.Option("--json", help="Report as JSON.
             report["summary"]["stages"] = ", ".join(
                 f"{k[:-2]} {v:.2f} s" for k, v in result["stages"].items())
             report["usable"] = report["usable"] and result["ok"]
+        if gpu:
+            from .doctor import gpu_check, gpu_table
+
+            report["gpu_check"] = gpu_check(device or "auto")
         if as_json:
             console.emit(report)
         else:
             console.emit_text("\n".join(f"{k:<14} {v}" for k, v in report["summary"].items()))
+            if gpu:
+                console.emit_text(gpu_table(report["gpu_check"]))
     raise typer.Exit(0 if report["usable"] else int(ExitCode.MODEL))
 
 

@@ -102,3 +102,72 @@ def check() -> dict[str, Any]:
         "status": "ok" if not problems else "; ".join(problems),
     }
     return report
+
+
+def gpu_check(device: str = "auto") -> dict[str, Any]:
+    """`doctor --gpu`: the engine's first-use self-check (engine/selfcheck.py) run now, every
+    Triton op against its PyTorch reference on small random inputs of the configured model's sizes
+    (DOCEXTRACT_MODEL's config.json; else Qwen3.5-35B-A3B's) and one layer of random experts in
+    the format the engine would load, then a CUDA-graph capture of a tiny random model. Updates
+    the self-check cache. On the CPU it runs only through the Triton interpreter (tests)."""
+    import time
+
+    import torch
+
+    from .engine import randomckpt, selfcheck
+    from .engine.config import ModelConfig, load_config
+    from .engine.quant import resolve_experts
+    from .kernels._dispatch import interpreter_on
+
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    out: dict[str, Any] = {"device": str(dev), "rows": [], "ok": True}
+    if dev.type != "cuda" and not interpreter_on():
+        out["note"] = "no CUDA device: the Triton kernels are not used; everything runs on PyTorch"
+        return out
+    if dev.type == "cuda":
+        model_dir = os.environ.get("DOCEXTRACT_MODEL")
+        if model_dir and (Path(model_dir) / "config.json").is_file():
+            config, source = load_config(Path(model_dir)), model_dir
+        else:
+            # a qwen3_5_moe config's defaults are Qwen3.5-35B-A3B's sizes
+            config = ModelConfig.from_dict({"model_type": "qwen3_5_moe",
+                                            "vision_config": {"out_hidden_size": 2048}})
+            model_dir, source = None, "Qwen3.5-35B-A3B sizes"
+        fmt, _ = resolve_experts(model_dir, config, "bf16", torch.cuda.get_device_capability(dev))
+        dtype = torch.bfloat16
+        out["gpu"] = torch.cuda.get_device_name(dev)
+    else:
+        config, source, fmt, dtype = randomckpt.model_config("moe", "tiny"), "tiny random model", \
+            "float", torch.float32
+    out["model"] = f"{source} ({str(dtype).removeprefix('torch.')}, {fmt} experts)"
+    warnings: list[str] = []
+    subject = selfcheck.random_subject(config.text_config, dtype, dev, fmt)
+    for r in selfcheck.run_checks(subject, force=True, warn=warnings.append):
+        out["rows"].append({"op": r.op, "path": r.path, "max_error": r.max_error,
+                            "seconds": r.seconds, "reason": r.reason})
+    if dev.type == "cuda":
+        from .engine.graphs import DecodeGraphs
+
+        start = time.perf_counter()
+        tiny = randomckpt.random_model(randomckpt.model_config("moe", "tiny"), dev, dtype, seed=0)
+        graphs = DecodeGraphs(tiny, tiny.make_cache(2, 64), buckets=(1, 2), warn=warnings.append)
+        out["rows"].append({"op": selfcheck.GRAPHS, "path": "graphs" if graphs.enabled else "eager",
+                            "max_error": None, "seconds": round(time.perf_counter() - start, 4),
+                            "reason": graphs.disabled_reason})
+    out["ok"] = all(r["reason"] is None for r in out["rows"])
+    return out
+
+
+def gpu_table(report: dict[str, Any]) -> str:
+    """The `doctor --gpu` table: op, path used, max error, time (and why an op fell back)."""
+    lines = [f"device: {report['device']}" + (f" ({report['gpu']})" if report.get("gpu") else "")]
+    if report.get("note"):
+        return "\n".join(lines + [report["note"]])
+    lines.append(f"model:  {report['model']}")
+    lines.append(f"{'op':<28} {'path':<8} {'max error':>10} {'time s':>8}")
+    for r in report["rows"]:
+        err = "-" if r["max_error"] is None else f"{r['max_error']:.2e}"
+        why = f"  {r['reason']}" if r["reason"] else ""
+        lines.append(f"{r['op']:<28} {r['path']:<8} {err:>10} {r['seconds']:>8.3f}{why}")
+    return "\n".join(lines)

@@ -193,6 +193,7 @@ def load_engine(opts: RunOptions, console: Console):
     console.info(f"loading model {name} ({opts.experts} experts, {device})")
     t0 = time.monotonic()
     engine = Engine.load(path, device=device, dtype=dtype, experts=opts.experts, name=name)
+    engine.console = console  # self-check warnings and the warm-up progress line
     console.debug(f"model loaded in {time.monotonic() - t0:.1f} s")
     config = getattr(engine, "config", None)
     if config is not None:

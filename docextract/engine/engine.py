@@ -4,6 +4,7 @@ generate completions for requests of images + text."""
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError, ModelError, UsageError
+from ..kernels import _dispatch
 from ..kernels._dispatch import interpreter_on
 from .api import Completion, Request
 from .config import ModelConfig, load_config
@@ -22,6 +24,7 @@ from .quant import REQUESTS, load_model
 from .qwen3_5 import Batch, Model
 from .tokenizer import ImageSlot, Tokenizer
 
+log = logging.getLogger("docextract.engine")
 EXPERT_FORMATS = REQUESTS
 KERNEL_CHOICES = ("auto", "naive", "triton")
 # Output tokens a prompt must leave room for (or its whole budget when smaller).
@@ -45,6 +48,9 @@ def _device(device: str | torch.device) -> torch.device:
                          hint="use --device cpu, or install a CUDA build of torch")
     if dev.type not in ("cpu", "cuda"):
         raise UsageError(f"unsupported device {device!r}", hint="use cpu, cuda or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UsageError(f"no CUDA device {dev.index}: torch sees {torch.cuda.device_count()}",
+                         hint="use cuda:0 .. cuda:N-1 (docextract doctor lists the GPUs)")
     return dev
 
 
@@ -89,6 +95,12 @@ class Engine:
         # What the loader found (files, dtypes, quantisation, skipped MTP tensors); None when
         # the engine was built around a model in memory.
         self.load_report = None
+        # A docextract.console.Console for warnings and progress lines (set by the CLI); without
+        # one they go to the "docextract.engine" logger.
+        self.console = None
+        # The self-check's results (engine/selfcheck.py), once it has run.
+        self.selfcheck: list | None = None
+        model.warn = self._warn
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str | torch.device = "auto",
@@ -119,6 +131,34 @@ class Engine:
                      experts=stored, kernels=kernels)
         engine.load_report = report
         return engine
+
+    def _warn(self, message: str) -> None:
+        if self.console is not None:
+            self.console.warn(message)
+        else:
+            log.warning(message)
+
+    def uses_triton(self) -> bool:
+        """Whether the model's ops take their Triton path on its device (CUDA, or the CPU
+        through TRITON_INTERPRET=1 with kernels="triton")."""
+        try:
+            return _dispatch.use_triton(self.model.kernels, torch.empty(0, device=self.model.device))
+        except ValueError:
+            return False
+
+    def self_check(self, force: bool = False) -> list:
+        """Run each Triton op once against its PyTorch reference before the first document
+        (engine/selfcheck.py; cached per GPU, driver, torch and Triton version): an op that fails
+        runs on its PyTorch path from then on, with one warning. No-op without Triton, or with
+        DOCEXTRACT_SELFCHECK=0. -> the per-op results."""
+        if self.selfcheck is None or force:
+            from . import selfcheck
+
+            if os.environ.get("DOCEXTRACT_SELFCHECK", "1") == "0" or not self.uses_triton():
+                self.selfcheck = []
+            else:
+                self.selfcheck = selfcheck.run_checks(self.model, force=force, warn=self._warn)
+        return self.selfcheck
 
     @property
     def config(self) -> ModelConfig:
@@ -230,6 +270,7 @@ class Engine:
         for r in requests:
             if r.json_schema is not None:
                 self.grammars.grammar(r.json_schema)  # refuse an unusable schema up front
+        self.self_check()
         prompts, prepare = [], []
         for r in requests:
             start = time.perf_counter()
@@ -244,14 +285,17 @@ class Engine:
         return [self._completion(g, s) for g, s in zip(gens, prepare)]
 
     def session(self, *, slots: int | None = None, slot_tokens: int | None = None,
-                memory_gib: float | None = None, graphs: bool | None = None):
+                memory_gib: float | None = None, graphs: bool | None = None,
+                warm_up: bool = True):
         """A continuously batched session over a slot pool allocated now (see scheduler.Session).
 
         `slot_tokens` (default: the model's context, at most 65,536) bounds prompt + answer of
         one request. `slots` defaults, on CUDA, to what fits in `memory_gib` of GPU memory in all
         (default 90% of the card) after the weights, keeping a tenth for activations; on CPU to
         `max_batch`. `graphs`: CUDA graphs of the decode step (default: on CUDA with the Triton
-        kernels; DOCEXTRACT_CUDA_GRAPHS=0 turns them off)."""
+        kernels; DOCEXTRACT_CUDA_GRAPHS=0 turns them off). With the Triton kernels the ops are
+        self-checked first, and `warm_up` runs the prefill and decode shapes the session will use
+        now (a progress line), so that no document pays a kernel compile."""
         from .scheduler import Session, slot_bytes
 
         ctx = self.config.text_config.max_position_embeddings
@@ -271,7 +315,14 @@ class Engine:
                 slots = min(slots, 256)
         if graphs is None and os.environ.get("DOCEXTRACT_CUDA_GRAPHS", "1") == "0":
             graphs = False
-        return Session(self, slots=slots, slot_tokens=slot_tokens, graphs=graphs)
+        self.self_check()
+        session = Session(self, slots=slots, slot_tokens=slot_tokens, graphs=graphs)
+        # (on the CPU the Triton interpreter compiles nothing: no warm-up there)
+        if warm_up and self.model.device.type == "cuda" and self.uses_triton():
+            from .warmup import warm_up as run_warm_up
+
+            run_warm_up(self.model, session.sched, self.console)
+        return session
 
     def _completion(self, g, preprocess_s: float) -> Completion:
         text_ids = g.tokens[:-1] if g.finish_reason == "stop" else g.tokens

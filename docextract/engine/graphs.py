@@ -16,7 +16,9 @@ eagerly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -26,6 +28,14 @@ from .cache import Cache
 from .qwen3_5 import Model
 
 BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+# the ops a decode step runs: all must be on their Triton path for a capture
+DECODE_OPS = frozenset({"rms_norm", "gated_rms_norm", "causal_conv1d_update",
+                        "recurrent_gated_delta_rule", "store_kv", "decode_attention", "moe_route",
+                        "moe_experts"})
+# replayed logits may differ from the eager step's by this fraction of the largest logit (the
+# same kernels on the same inputs: only a broken capture differs)
+REPLAY_TOLERANCE = 1e-3
+log = logging.getLogger("docextract.engine")
 
 
 class DecodeGraphs:
@@ -34,11 +44,13 @@ class DecodeGraphs:
     enabled: capture CUDA graphs (default: when the model is on CUDA). pad: without graphs, still
     run through the padded static buffers, i.e. exactly what a replay runs, eagerly (with
     graphs the buffers are always used). Buckets above the first one that holds every cache slot are dropped;
-    a batch larger than the largest bucket runs as several replays.
+    a batch larger than the largest bucket runs as several replays. A capture that fails, or a
+    replay whose logits differ from the eager step, turns graphs off (`capture`) with a warning.
     """
 
     def __init__(self, model: Model, cache: Cache, buckets: Sequence[int] = BUCKETS,
-                 enabled: bool | None = None, pad: bool | None = None):
+                 enabled: bool | None = None, pad: bool | None = None,
+                 warn: Callable[[str], None] | None = None):
         self.model, self.cache = model, cache
         on_cuda = model.device.type == "cuda"
         self.enabled = on_cuda if enabled is None else enabled
@@ -57,6 +69,9 @@ class DecodeGraphs:
                 raise ModelError("engine: CUDA graphs need the Triton kernels",
                                  hint="set model.kernels to 'triton' (or leave DOCEXTRACT_KERNELS unset)")
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        # why graphs were turned off (a failed capture or replay check), None while they are on
+        self.disabled_reason: str | None = None
+        self.warn: Callable[[str], None] = warn or getattr(model, "warn", None) or log.warning
         if self.pad:
             top, device = self.buckets[-1], model.device
             vocab = model.config.text_config.vocab_size
@@ -65,7 +80,54 @@ class DecodeGraphs:
             self._slots = torch.full((top,), -1, dtype=torch.int32, device=device)
             self._logits = torch.zeros(top, vocab, dtype=torch.float32, device=device)
         if self.enabled:
-            self._capture()
+            self.capture()
+
+    def capture(self) -> bool:
+        """Capture the graphs and check one replay against the eager padded step. A failure turns
+        graphs off with one warning (the run goes on with the eager padded step) and is
+        remembered in the self-check cache, so the next run does not try again. -> graphs on."""
+        from . import selfcheck
+
+        ops = sorted(set(_dispatch.fallbacks()) & DECODE_OPS)
+        reason = selfcheck.graphs_failed(self.model)
+        if ops:
+            reason = f"{', '.join(ops)} run on the PyTorch path, which cannot be captured"
+        elif reason is not None:
+            reason = f"failed here before: {reason}"
+        else:
+            try:
+                with torch.cuda.device(self.model.device) if self.model.device.type == "cuda" \
+                        else contextlib.nullcontext():
+                    self._capture()
+                    reason = self._verify()
+            except Exception as exc:  # any capture failure: graphs off, eager padded step
+                text = str(exc).strip().splitlines()
+                reason = f"capture failed: {type(exc).__name__}: {text[0][:200] if text else ''}"
+            selfcheck.record_graphs(self.model, reason)
+        if reason is not None:
+            self.enabled = False
+            self.graphs.clear()
+            self.disabled_reason = reason
+            self.warn(f"CUDA graphs turned off ({reason}); decoding with the eager padded step")
+        return self.enabled
+
+    def _verify(self) -> str | None:
+        """Replay the smallest bucket and run the same step eagerly (all rows padding: no state
+        changes): the logits must agree. -> None, or why not."""
+        b = self.buckets[0]
+        self._slots[:b].fill_(-1)
+        with torch.inference_mode():
+            self.graphs[b].replay()
+            replayed = self._logits[:b].clone()
+            self._step(b)
+            eager = self._logits[:b].clone()
+        if not torch.isfinite(replayed).all():
+            return "replay gave non-finite logits"
+        err = float((replayed - eager).abs().max())
+        scale = float(eager.abs().max().clamp_min(1e-6))
+        if err > REPLAY_TOLERANCE * scale:
+            return f"replay logits differ from the eager step by {err:.3g} (max |logit| {scale:.3g})"
+        return None
 
     def bucket(self, n: int) -> int:
         """The bucket a batch of n (<= the largest bucket) is padded to."""
@@ -142,7 +204,11 @@ class DecodeGraphs:
         self._slots[:n].copy_(torch.tensor(slots, dtype=torch.int32))
         self._slots[n:b].fill_(-1)
         if self.enabled:
-            self.graphs[b].replay()
+            if self.model.device.index is not None and self.model.device.index != torch.cuda.current_device():
+                with torch.cuda.device(self.model.device):
+                    self.graphs[b].replay()
+            else:
+                self.graphs[b].replay()
         else:
             self._step(b)
         return self._logits[:n]

@@ -60,6 +60,8 @@ FORMAT_VERSION = 1
 REQUESTS = ("bf16", "int8", "int4")
 QUANTISED = ("int8", "int4")
 BITS = {"int8": 8, "int4": 4, "fp8": 8}
+# FP8 experts run as stored from this CUDA capability on (Ada, Hopper); below, 16-bit
+FP8_CAPABILITY = (8, 9)
 # int8 has one scale per output row (negligible memory) so it keeps fp32; int4 has one per 128
 # inputs, where bf16 halves the scale bytes at no measurable cost.
 SCALE_DTYPES = {"int8": torch.float32, "int4": torch.bfloat16, "fp8": torch.float32}
@@ -258,14 +260,17 @@ def _native_fp8(model_dir: Path | None, config: ModelConfig) -> bool:
                                  for n in experts)
 
 
-def resolve_experts(model_dir: str | Path | None, config: ModelConfig, requested: str
-                    ) -> tuple[str, bool]:
+def resolve_experts(model_dir: str | Path | None, config: ModelConfig, requested: str,
+                    capability: tuple[int, int] | None = None) -> tuple[str, bool]:
     """(storage format of the routed experts, whether to quantise them while loading).
 
     "bf16" keeps what the checkpoint stores: 16-bit experts as "float", a quantised checkpoint's
     int8/int4, an FP8 release's experts as "fp8" when the kernels' blocks fit (else dequantised
     to "float"). "int8"/"int4" quantise 16-bit or FP8 experts while loading; a checkpoint already
-    quantised loads only as what it holds. `model_dir` None: decided from the config alone."""
+    quantised loads only as what it holds. `model_dir` None: decided from the config alone.
+    `capability`: the CUDA device's (major, minor); FP8 experts stay FP8 only from sm_89 on (the
+    first GPUs with FP8 conversions: `fp8e4nv` does not compile below), and are dequantised to
+    16 bits while loading on older GPUs (`--experts int8` keeps 8 bits there)."""
     if requested not in REQUESTS:
         raise UsageError(f"unknown expert format {requested!r}", hint=f"use one of {', '.join(REQUESTS)}")
     if config.quant_method == QUANT_METHOD:
@@ -282,7 +287,8 @@ def resolve_experts(model_dir: str | Path | None, config: ModelConfig, requested
         return requested, True
     folder = None if model_dir is None else Path(model_dir)
     if config.quant_method == "fp8" and config.is_moe and _native_fp8(folder, config):
-        return "fp8", False
+        if capability is None or tuple(capability) >= FP8_CAPABILITY:
+            return "fp8", False
     return "float", False
 
 
@@ -290,7 +296,9 @@ def load_model(model_dir: str | Path, config: ModelConfig, dtype: torch.dtype,
                device: str | torch.device, experts: str = "bf16") -> tuple[Model, LoadReport, str]:
     """Build and fill the model of `model_dir` with its routed experts as `experts` asks
     (see `resolve_experts`). -> (model, loader report, the experts' format as engine.experts)."""
-    fmt, quantise = resolve_experts(model_dir, config, experts)
+    dev = torch.device(device)
+    capability = torch.cuda.get_device_capability(dev) if dev.type == "cuda" else None
+    fmt, quantise = resolve_experts(model_dir, config, experts, capability)
     convert = None if fmt == "float" else (lambda m: convert_experts(m, fmt))
     check_config(model_dir, config)
     model = Model.empty(config, dtype, device, convert)

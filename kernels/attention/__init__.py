@@ -71,7 +71,7 @@ def decode_attention(
     _check_rows(slot_index, lengths, B)
     check(num_splits is None or num_splits >= 1, f"num_splits must be >= 1, got {num_splits}")
     scale = float(scale) if scale is not None else hd**-0.5
-    if use_triton(impl, q, k_cache, v_cache, slot_index, lengths):
+    if use_triton(impl, q, k_cache, v_cache, slot_index, lengths, op="decode_attention"):
         from . import decode
 
         return decode.decode_attention(
@@ -104,7 +104,7 @@ def store_kv(
     check(k.shape[1] == nkv, f"k: {k.shape[1]} kv heads, the cache has {nkv}")
     check(v.dtype == k.dtype, f"k and v must share a dtype, got {k.dtype} and {v.dtype}")
     _check_rows(slot_index, lengths, k.shape[0])
-    if use_triton(impl, k, v, k_cache, v_cache, slot_index, lengths):
+    if use_triton(impl, k, v, k_cache, v_cache, slot_index, lengths, op="store_kv"):
         from . import decode
 
         decode.store_kv(k.contiguous(), v.contiguous(), k_cache, v_cache, slot_index, lengths)

@@ -11,11 +11,11 @@ Pass 2 merges the splits of each (sequence, query head).
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 import triton
 import triton.language as tl
+
+from .._dispatch import Launch, device_limits
 
 LOG2E = 1.4426950408889634
 
@@ -134,7 +134,7 @@ def _store_kernel(
 def default_splits(batch: int, nkv: int, max_len: int, block_n: int, device: torch.device) -> int:
     """Splits per (sequence, kv head): enough programs for ~2 waves of the GPU's SMs, at most
     one per key block of the cache. Depends on shapes only, so a captured graph keeps it."""
-    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
+    sms = device_limits(device).sms
     want = triton.cdiv(2 * sms, batch * nkv)
     return max(1, min(triton.next_power_of_2(want), 64, triton.cdiv(max_len, block_n)))
 
@@ -143,19 +143,6 @@ def block_n_for(head_dim: int, element_size: int) -> int:
     """Keys per tile: a 16 KiB key tile, 16 to 64 keys (fp32 at hd 256 then needs ~50 KiB of
     shared memory with two stages, within a consumer GPU's ~99 KiB)."""
     return max(16, min(64, triton.next_power_of_2(16384 // (head_dim * element_size) + 1) // 2))
-
-
-class Launch(NamedTuple):
-    """One kernel launch: kernel[grid](*args, **constexprs, **options)."""
-
-    kernel: object
-    grid: tuple[int, ...]
-    args: tuple
-    constexprs: dict
-    options: dict
-
-    def __call__(self) -> None:
-        self.kernel[self.grid](*self.args, **self.constexprs, **self.options)
 
 
 def attention_launches(

@@ -43,7 +43,7 @@ def causal_conv1d(
             f"got {tuple(initial_state.shape)}",
         )
         check_float("initial_state", initial_state)
-    if use_triton(impl, x, weight, cu_seqlens):
+    if use_triton(impl, x, weight, cu_seqlens, op="causal_conv1d"):
         from . import varlen
 
         return varlen.causal_conv1d(
@@ -82,7 +82,7 @@ def causal_conv1d_update(
         f"state_indices: expected int32 [{x.shape[0]}], "
         f"got {state_indices.dtype} {tuple(state_indices.shape)}",
     )
-    if use_triton(impl, x, conv_state, weight, state_indices):
+    if use_triton(impl, x, conv_state, weight, state_indices, op="causal_conv1d_update"):
         from . import update
 
         return update.causal_conv1d_update(

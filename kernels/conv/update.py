@@ -6,6 +6,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .._dispatch import run
+
 
 @triton.jit
 def _conv_update_kernel(
@@ -52,8 +54,8 @@ def causal_conv1d_update(
     if B == 0:
         return y
     block_c = min(triton.next_power_of_2(C), 256)
-    _conv_update_kernel[(B, triton.cdiv(C, block_c))](
-        x, conv_state, weight, state_indices, y, C,
+    run(
+        _conv_update_kernel, (B, triton.cdiv(C, block_c)), x, conv_state, weight, state_indices, y, C,
         K=K, BLOCK_C=block_c, BLOCK_K=triton.next_power_of_2(K),
     )
     return y

@@ -66,7 +66,7 @@ def chunk_gated_delta_rule(
             f"initial_state: expected float32 ({S}, {Hv}, {Dk}, {Dv}), "
             f"got {initial_state.dtype} {tuple(initial_state.shape)}",
         )
-    if use_triton(impl, q, k, v, g, beta, cu_seqlens):
+    if use_triton(impl, q, k, v, g, beta, cu_seqlens, op="chunk_gated_delta_rule"):
         from . import chunk
 
         return chunk.chunk_gated_delta_rule(
@@ -109,7 +109,7 @@ def recurrent_gated_delta_rule(
         f"state_indices: expected int32 [{B}], "
         f"got {state_indices.dtype} {tuple(state_indices.shape)}",
     )
-    if use_triton(impl, q, k, v, g, beta, state, state_indices):
+    if use_triton(impl, q, k, v, g, beta, state, state_indices, op="recurrent_gated_delta_rule"):
         from . import recurrent
 
         return recurrent.recurrent_gated_delta_rule(

@@ -16,6 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .._dispatch import device_limits, run
+
 
 @triton.jit
 def _load_rows(ptr, t, t_ok, h, rk, k_ok, H: tl.constexpr, Dk: tl.constexpr, L2NORM: tl.constexpr):
@@ -138,6 +140,26 @@ def _chunk_state_kernel(
     tl.store(ht_ptr + state_offs, S, mask=state_mask)
 
 
+def state_shared_bytes(stages: int, block_t: int, block_k: int, block_v: int, qk_bytes: int) -> int:
+    """Estimated shared memory of `_chunk_state_kernel`: per pipelined chunk, the q and k tiles
+    [BT, BK], the fp32 W [BT, BK] and U [BT, BV] tiles and g; plus 16 KiB for layout conversions.
+    Triton 3.9 at Dk = Dv = 128, BT 16, BV 32, 8 warps (tests/kernels/compile_targets.py):
+    fp32 59,456 B with 2 stages and 86,144 B with 3 (the estimate: 69,760 and 96,448)."""
+    per_stage = block_t * (2 * block_k * qk_bytes + 4 * block_k + 4 * block_v + 4)
+    return stages * per_stage + 16 * 1024
+
+
+def state_options(limits, block_t: int, block_k: int, block_v: int, qk_bytes: int) -> dict:
+    """num_warps / num_stages of `_chunk_state_kernel` for a device: 8 warps (the [BK, BV] fp32
+    state and the [BT, BK] tiles spill heavily with 4), and the most stages (up to 3) whose
+    estimated shared memory fits the device's per-block limit. With 4 warps, BT 32 and 3 stages
+    it needed 123,136 B (bf16) and spilled ~10 KB per thread: over an RTX 3090's 101,376 B."""
+    for stages in (3, 2):
+        if state_shared_bytes(stages, block_t, block_k, block_v, qk_bytes) <= limits.smem_per_block:
+            return {"num_warps": 8, "num_stages": stages}
+    return {"num_warps": 8, "num_stages": 1}
+
+
 def chunk_gated_delta_rule(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -148,7 +170,7 @@ def chunk_gated_delta_rule(
     initial_state: torch.Tensor | None,
     scale: float,
     use_qk_l2norm: bool,
-    block_t: int = 32,
+    block_t: int = 16,
     block_v: int = 32,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """q, k [T, Hk, Dk]; v [T, Hv, Dv]; g, beta [T, Hv]; cu_seqlens [S+1]; initial_state
@@ -165,18 +187,20 @@ def chunk_gated_delta_rule(
     u = torch.empty(T, Hv, Dv, dtype=torch.float32, device=v.device)
     if T > 0:
         # every sequence adds at most one partial chunk: an upper bound without a host sync
-        _chunk_wu_kernel[(triton.cdiv(T, block_t) + S, Hv)](
-            k, v, g, beta, cu_seqlens, w, u,
+        run(
+            _chunk_wu_kernel, (triton.cdiv(T, block_t) + S, Hv), k, v, g, beta, cu_seqlens, w, u,
             S,
             Hk=Hk, Hv=Hv, Dk=Dk, Dv=Dv, L2NORM=use_qk_l2norm,
             BT=block_t, BK=block_k, BVU=max(16, min(64, triton.next_power_of_2(Dv))),
             BLOCK_S=triton.next_power_of_2(S),
         )
-    _chunk_state_kernel[(S, Hv, triton.cdiv(Dv, block_v))](
-        q, k, g, w, u, cu_seqlens,
+    state_opts = state_options(device_limits(v.device), block_t, block_k, block_v, k.element_size())
+    run(
+        _chunk_state_kernel, (S, Hv, triton.cdiv(Dv, block_v)), q, k, g, w, u, cu_seqlens,
         initial_state if initial_state is not None else final, o, final,
         scale,
         Hk=Hk, Hv=Hv, Dk=Dk, Dv=Dv, L2NORM=use_qk_l2norm, HAS_INIT=initial_state is not None,
         BT=block_t, BK=block_k, BV=block_v,
+        options=state_opts,
     )
     return o, final

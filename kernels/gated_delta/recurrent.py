@@ -6,6 +6,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .._dispatch import run
+
 
 @triton.jit
 def _recurrent_kernel(
@@ -66,8 +68,8 @@ def recurrent_gated_delta_rule(
     if B == 0:
         return o
     block_v = min(block_v, triton.next_power_of_2(Dv))
-    _recurrent_kernel[(B, Hv, triton.cdiv(Dv, block_v))](
-        q, k, v, g, beta, state, state_indices, o,
+    run(
+        _recurrent_kernel, (B, Hv, triton.cdiv(Dv, block_v)), q, k, v, g, beta, state, state_indices, o,
         scale,
         Hk=Hk, Hv=Hv, Dk=Dk, Dv=Dv, L2NORM=use_qk_l2norm,
         BK=triton.next_power_of_2(Dk), BV=block_v,

@@ -27,7 +27,7 @@ def moe_route(
         1 <= top_k <= router_logits.shape[1],
         f"top_k must be in [1, {router_logits.shape[1]}], got {top_k}",
     )
-    if use_triton(impl, router_logits):
+    if use_triton(impl, router_logits, op="moe_route"):
         from . import route
 
         return route.route(router_logits.contiguous(), top_k)
@@ -71,7 +71,7 @@ def moe_experts(
         f"topk_weights: expected shape {tuple(topk_ids.shape)}, got {tuple(topk_weights.shape)}",
     )
     check_float("topk_weights", topk_weights)
-    if use_triton(impl, x, topk_weights, topk_ids, w13.data, w2.data):
+    if use_triton(impl, x, topk_weights, topk_ids, w13.data, w2.data, op="moe_experts"):
         from . import fused
 
         return fused.experts(

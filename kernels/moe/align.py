@@ -12,6 +12,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .._dispatch import run
+
 from .naive import max_padded_pairs
 
 
@@ -70,11 +72,11 @@ def align(
     block = 1024
     grid = (triton.cdiv(num_pairs, block),)
     if num_pairs > 0:
-        _count_kernel[grid](topk_ids, counts, num_pairs, BLOCK=block)
-    _offsets_kernel[(1,)](
-        counts, cursor, block_expert, num_padded, num_experts, P // block_m,
+        run(_count_kernel, grid, topk_ids, counts, num_pairs, BLOCK=block)
+    run(
+        _offsets_kernel, (1,), counts, cursor, block_expert, num_padded, num_experts, P // block_m,
         BLOCK_M=block_m, BLOCK_E=triton.next_power_of_2(num_experts), BLOCK_B=64,
     )
     if num_pairs > 0:
-        _scatter_kernel[grid](topk_ids, cursor, sorted_pairs, num_pairs, BLOCK=block)
+        run(_scatter_kernel, grid, topk_ids, cursor, sorted_pairs, num_pairs, BLOCK=block)
     return sorted_pairs, block_expert, num_padded

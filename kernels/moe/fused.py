@@ -12,11 +12,14 @@ import torch
 import triton
 import triton.language as tl
 
+from .._dispatch import device_limits, run
+
 from . import align as align_mod
-from .config import get_config, validate
+from .config import fit, get_config, validate
 from .quant import GROUP, ExpertWeights
 
 WFMT = {"float": 0, "int8": 1, "int4": 2, "fp8": 3}
+ACT_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
 
 
 @triton.jit
@@ -173,15 +176,15 @@ def grouped_gemm(
     bm, bn, bk = config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"]
     grid = (block_expert.numel(), triton.cdiv(N, bn))
     scale = w.scale if w.scale is not None else w.data
-    _moe_gemm_kernel[grid](
-        a, w.data, scale, c, sorted_pairs, block_expert, num_padded,
+    run(
+        _moe_gemm_kernel, grid, a, w.data, scale, c, sorted_pairs, block_expert, num_padded,
         topk_weights if topk_weights is not None else c,
         N, K, num_pairs, N,
         *_strides(w),
         A_DIV=a_div, GATED=gated, MUL_WEIGHT=topk_weights is not None,
         WFMT=WFMT[w.format], GROUP=GROUP, DOT_IEEE=a.dtype == torch.float32,
         BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
-        num_warps=config.get("num_warps", 4), num_stages=config.get("num_stages", 2),
+        options={"num_warps": config.get("num_warps", 4), "num_stages": config.get("num_stages", 2)},
     )
     return c
 
@@ -192,8 +195,8 @@ def combine(y: torch.Tensor, T: int, top_k: int) -> torch.Tensor:
     out = torch.empty(T, H, dtype=y.dtype, device=y.device)
     block_h = min(triton.next_power_of_2(H), 256)
     block_t = max(1, min(triton.next_power_of_2(T), 4096 // block_h))
-    _combine_kernel[(triton.cdiv(T, block_t), triton.cdiv(H, block_h))](
-        y, out, T, H, TOPK=top_k, BLOCK_T=block_t, BLOCK_H=block_h
+    run(
+        _combine_kernel, (triton.cdiv(T, block_t), triton.cdiv(H, block_h)), y, out, T, H, TOPK=top_k, BLOCK_T=block_t, BLOCK_H=block_h
     )
     return out
 
@@ -213,13 +216,17 @@ def experts(
     E, N13, _ = w13.shape
     if T == 0:
         return torch.empty_like(x)
-    gpu = torch.cuda.get_device_name(x.device) if x.is_cuda else None
+    limits = device_limits(x.device)
+    gpu = limits.name if x.is_cuda else None
+    act = ACT_NAMES[x.dtype]
     if config is not None:
         cfg1 = validate(config, w13.name, "config")
         cfg2 = validate(config, w2.name, "config")
     else:
-        cfg1 = get_config(E, N13, H, w13.name, T, gpu)
-        cfg2 = get_config(E, H, N13 // 2, w2.name, T, gpu)
+        cfg1 = fit(get_config(E, N13, H, w13.name, T, gpu, act=act), act, True,
+                   limits.smem_per_block, w13.name)
+        cfg2 = fit(get_config(E, H, N13 // 2, w2.name, T, gpu, act=act), act, False,
+                   limits.smem_per_block, w2.name)
     # both GEMMs walk the same aligned blocks
     cfg2["BLOCK_M"] = cfg1["BLOCK_M"]
     sorted_pairs, block_expert, num_padded = align_mod.align(topk_ids, E, cfg1["BLOCK_M"])

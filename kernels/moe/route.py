@@ -6,6 +6,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .._dispatch import run
+
 
 @triton.jit
 def _route_kernel(
@@ -53,8 +55,8 @@ def route(router_logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.
         return weights, ids
     block_e = triton.next_power_of_2(E)
     block_t = max(1, min(triton.next_power_of_2(T), 4096 // block_e))
-    _route_kernel[(triton.cdiv(T, block_t),)](
-        router_logits, weights, ids, T, E,
+    run(
+        _route_kernel, (triton.cdiv(T, block_t),), router_logits, weights, ids, T, E,
         TOPK=top_k, BLOCK_T=block_t, BLOCK_E=block_e, BLOCK_K=triton.next_power_of_2(top_k),
     )
     return weights, ids

@@ -40,7 +40,7 @@ def rms_norm(
     residual is given (the pre-norm residual stream of a decoder layer).
     """
     _check("rms_norm", x, residual if residual is not None else x, weight)
-    if use_triton(impl, x, weight):
+    if use_triton(impl, x, weight, op="rms_norm"):
         from . import fused
 
         return fused.rms_norm(
@@ -61,7 +61,7 @@ def gated_rms_norm(
     x, z [..., D] (D = value head dim, one norm per head); weight [D] (plain w). Returns y like x.
     """
     _check("gated_rms_norm", x, z, weight)
-    if use_triton(impl, x, z, weight):
+    if use_triton(impl, x, z, weight, op="gated_rms_norm"):
         from . import fused
 
         return fused.gated_rms_norm(x.contiguous(), z.contiguous(), weight, eps)

@@ -6,6 +6,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .._dispatch import run
+
 
 @triton.jit
 def _rms_norm_kernel(
@@ -72,8 +74,8 @@ def rms_norm(
     if R == 0:
         return (y, h) if residual is not None else y
     block_r, block_d, grid = _launch_shape(R, D)
-    _rms_norm_kernel[(grid,)](
-        x, residual if residual is not None else x, weight, y, h, R, D, eps,
+    run(
+        _rms_norm_kernel, (grid,), x, residual if residual is not None else x, weight, y, h, R, D, eps,
         HAS_RES=residual is not None, BLOCK_R=block_r, BLOCK_D=block_d,
     )
     return (y, h) if residual is not None else y
@@ -90,8 +92,8 @@ def gated_rms_norm(
         return y
     block_r, block_d, grid = _launch_shape(R, D)
     round_product = torch.promote_types(weight.dtype, x.dtype) != torch.float32
-    _gated_rms_norm_kernel[(grid,)](
-        x, z, weight, y, R, D, eps,
+    run(
+        _gated_rms_norm_kernel, (grid,), x, z, weight, y, R, D, eps,
         ROUND_PRODUCT=round_product, BLOCK_R=block_r, BLOCK_D=block_d,
     )
     return y

@@ -56,3 +56,49 @@ def test_package_imports_no_triton_jit_module_eagerly():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_record_captures_launches_on_the_meta_device_without_running_them():
+    """The compile tests rely on this: ops on meta tensors inside record() take the Triton path
+    and hand over their launches (outputs allocated, nothing run)."""
+    x = torch.zeros(4, 96, device="meta")
+    w = torch.zeros(96, device="meta")
+    with _dispatch.record() as launches:
+        y = K.rms_norm(x, w, impl="triton")
+    assert y.device.type == "meta" and y.shape == x.shape
+    (launch,) = launches
+    assert launch.name == "_rms_norm_kernel" and launch.constexprs["BLOCK_D"] == 128
+    # outside record() meta tensors stay off the Triton path in "auto"
+    assert _dispatch.use_triton(None, x) is False
+
+
+def test_device_limits_injected_by_target():
+    limits = _dispatch.DeviceLimits((8, 6), 101_376, 82, "sm_86")
+    assert _dispatch.device_limits(torch.device("cpu")) == _dispatch.CPU_LIMITS
+    with _dispatch.target(limits):
+        assert _dispatch.device_limits(torch.device("cpu")) is limits
+
+
+def test_chunk_state_stages_follow_the_shared_memory_limit():
+    from docextract.kernels.gated_delta.chunk import state_options, state_shared_bytes
+
+    def limits(smem):
+        return _dispatch.DeviceLimits((8, 0), smem, 1, "x")
+
+    # BT 16, BK 128, BV 32: fp32 3 stages fit a 99 KiB consumer GPU, 2 stages fit 72 KiB
+    assert state_options(limits(101_376), 16, 128, 32, 4) == {"num_warps": 8, "num_stages": 3}
+    assert state_options(limits(73_728), 16, 128, 32, 4) == {"num_warps": 8, "num_stages": 2}
+    assert state_options(limits(48 * 1024), 16, 128, 32, 4)["num_stages"] == 1
+    # the old launch (BT 32, 3 stages, bf16) does not fit sm_86 by the estimate either
+    assert state_shared_bytes(3, 32, 128, 32, 2) > 101_376
+
+
+def test_a_failed_self_check_routes_an_op_to_pytorch_even_when_triton_is_forced():
+    x = torch.zeros(2)
+    _dispatch.set_fallback("rms_norm", "test")
+    try:
+        assert _dispatch.use_triton("triton", x, op="rms_norm") is False
+        assert _dispatch.use_triton("triton", x, op="gated_rms_norm") is True
+    finally:
+        _dispatch.set_fallback("rms_norm", None)
+    assert _dispatch.use_triton("triton", x, op="rms_norm") is True

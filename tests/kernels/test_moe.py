@@ -298,3 +298,27 @@ def test_shipped_default_config_covers_every_format():
         for m in (1, 100, 10_000):
             cfg = moe_config.get_config(256, 1024, 2048, fmt, m)
             assert set(moe_config.TILE_KEYS) <= set(cfg)
+
+
+def test_config_keys_on_activation_dtype_and_fits_the_device(tmp_path):
+    _write(tmp_path / "default.json", [
+        {"match": {}, "by_m": {"1": _tiles(64)}},
+        {"match": {"act": "fp32"}, "by_m": {"1": _tiles(32)}},
+    ])
+    get = moe_config.get_config
+    assert get(8, 64, 64, "bf16", 1, directory=tmp_path)["BLOCK_M"] == 64
+    assert get(8, 64, 64, "bf16", 1, directory=tmp_path, act="fp32")["BLOCK_M"] == 32
+    # the shipped prefill tiles with fp32 activations need 160 KiB (as Triton reports): above an
+    # RTX 3090's 99 KiB, so fit() drops a stage
+    big = {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 64, "num_warps": 8, "num_stages": 3}
+    assert moe_config.shared_bytes(big, "fp32", gated=True) == 163_840
+    assert moe_config.shared_bytes(big, "bf16", gated=True) == 81_920
+    fitted = moe_config.fit(big, "fp32", True, 101_376)
+    assert moe_config.shared_bytes(fitted, "fp32", True) <= 101_376 and fitted["num_stages"] == 2
+    assert moe_config.fit(big, "fp32", True, 232_448) == big
+    tiny = moe_config.fit(big, "fp32", True, 20_000)
+    assert moe_config.shared_bytes(tiny, "fp32", True) <= 20_000
+    for m in (1, 100, 10_000):
+        for fmt in ("bf16", "int8", "int4", "fp8"):
+            cfg = moe_config.get_config(256, 1024, 2048, fmt, m, act="fp32")
+            moe_config.validate(cfg, fmt, "default.json")

@@ -307,3 +307,20 @@ def test_in_memory_quantisation_equals_quantise_on_load(ckpt, fmt):
     assert torch.equal(plain.logits(ids), load(ckpt, experts=fmt).logits(ids))
     with pytest.raises(ModelError, match="already quantised"):
         quant.quantize_model_(plain.model, fmt)
+
+
+def test_fp8_experts_stay_fp8_only_from_sm89():
+    """fp8e4nv does not compile below sm_89: an A100 or RTX 3090 gets the FP8 release's experts
+    dequantised to 16 bits while loading; int8 stays available for 8-bit memory there."""
+    from docextract.engine.config import ModelConfig
+
+    # the defaults of a qwen3_5_moe config are Qwen3.5-35B-A3B's sizes
+    config = ModelConfig.from_dict({"model_type": "qwen3_5_moe", "quantization_config": {
+        "quant_method": "fp8", "weight_block_size": [128, 128]},
+        "vision_config": {"out_hidden_size": 2048}})
+    assert quant.resolve_experts(None, config, "bf16") == ("fp8", False)
+    assert quant.resolve_experts(None, config, "bf16", capability=(9, 0)) == ("fp8", False)
+    assert quant.resolve_experts(None, config, "bf16", capability=(8, 9)) == ("fp8", False)
+    assert quant.resolve_experts(None, config, "bf16", capability=(8, 6)) == ("float", False)
+    assert quant.resolve_experts(None, config, "bf16", capability=(8, 0)) == ("float", False)
+    assert quant.resolve_experts(None, config, "int8", capability=(8, 0)) == ("int8", True)
