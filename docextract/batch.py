@@ -203,27 +203,34 @@ class _StopFlag:
             signal.signal(signum, previous)
 
 
-def _prefetch(inputs: list[Input], opts: RunOptions, workers: int) -> Iterator[tuple[Input, Future]]:
-    """Read and render documents in background threads, a few ahead of the engine."""
+def read_document(path, opts: RunOptions) -> tuple[Any, Any, float]:
+    """(sha256 or None, pages or the InputError, seconds) for a file's path; for a Document of
+    several files: (each file's sha256 or None, (pages, sources, sha) or the InputError, s)."""
     from . import ingest
     from .ingest import file_sha256
 
-    def load(path):
-        if isinstance(path, grouping.Document):
-            t0 = time.monotonic()
-            shas, pages = grouping.load_batch_document(path, opts)
-            return shas, pages, time.monotonic() - t0
-        sha = None
-        try:
-            sha = file_sha256(path)
-        except (OSError, InputError):
-            pass
+    if isinstance(path, grouping.Document):
         t0 = time.monotonic()
-        try:
-            pages = ingest.load(path, **opts.ingest_kwargs())
-        except InputError as exc:
-            return sha, exc, 0.0
-        return sha, pages, time.monotonic() - t0
+        shas, pages = grouping.load_batch_document(path, opts)
+        return shas, pages, time.monotonic() - t0
+    sha = None
+    try:
+        sha = file_sha256(path)
+    except (OSError, InputError):
+        pass
+    t0 = time.monotonic()
+    try:
+        pages = ingest.load(path, **opts.ingest_kwargs())
+    except InputError as exc:
+        return sha, exc, 0.0
+    return sha, pages, time.monotonic() - t0
+
+
+def _prefetch(inputs: list[Input], opts: RunOptions, workers: int) -> Iterator[tuple[Input, Future]]:
+    """Read and render documents in background threads, a few ahead of the engine."""
+
+    def load(path):
+        return read_document(path, opts)
 
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:

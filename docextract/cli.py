@@ -161,6 +161,8 @@ def batch(paths: Annotated[List[str], typer.Argument(help="Folders (recursive) a
           retries: RetriesOpt = 1, offline: OfflineOpt = False, force: ForceOpt = False,
           window: WindowOpt = None, group_by: Annotated[Optional[str], typer.Option(
               "--group-by", help="Files as pages of one document: folder or stem.")] = None,
+          ray: Annotated[Optional[str], typer.Option("--ray", help="Run on a Ray cluster: auto "
+                                                     "or its address (docextract[ray]).")] = None,
           quiet: Quiet = False, verbose: Verbose = False, no_progress: NoProgress = False) -> None:
     """Extract every document under folders into a JSON Lines file; resumes where it stopped.
 
@@ -180,8 +182,11 @@ def batch(paths: Annotated[List[str], typer.Argument(help="Folders (recursive) a
         opts = _options(schema, model, pages, dpi, max_pixels, password, experts, device, unmask,
                         retries, offline, window)
         opts.max_batch, opts.gpu_memory = max_batch, gpu_memory
-        code = run_batch(paths, opts, console, out=out, glob=glob, resume=resume, workers=workers,
-                         force=force, group_by=group_by)
+        if ray is not None:
+            from .raybatch import run_ray_batch as run_batch  # noqa: F811
+        kw = {"address": ray} if ray is not None else {"workers": workers}
+        code = run_batch(paths, opts, console, out=out, glob=glob, resume=resume, force=force,
+                         group_by=group_by, **kw)
     raise typer.Exit(int(code))
 
 

@@ -1,0 +1,158 @@
+"""`batch --ray` on a local Ray instance (CPU, the tiny biased checkpoint, 2 extraction actors of
+half a CPU each, so the read stage keeps CPUs of its own): the same records as a local batch, one
+record per input after an actor is killed mid-run and after the driver is killed and re-run, and
+the install hint without the extra. One Ray instance for the whole module."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from docextract.cli import app
+
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                               reason="needs the ray extra (pip install -e '.[dev,ray]')")
+SMALL = ["--max-pixels", str(96 * 32 * 32), "--device", "cpu", "--no-progress", "--max-batch", "8"]
+ACTORS = {"DOCEXTRACT_RAY_ACTORS": "2", "DOCEXTRACT_RAY_ACTOR_CPUS": "0.5"}
+
+
+def make_docs(folder: Path, n: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        # Distinct pixels -> distinct sha256 -> distinct keys (and different pictures to read).
+        Image.new("RGB", (64, 64), ((i * 37) % 256, (i * 11) % 256, 90 + i)).save(
+            folder / f"card{i:03d}.png")
+    return folder
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def comparable(record: dict) -> dict:
+    """A record without its timings (which differ from run to run)."""
+    return {k: v for k, v in record.items() if k != "timing"}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import ray
+
+    ray.init(num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             namespace="docextract")
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture
+def actors(monkeypatch):
+    for k, v in ACTORS.items():
+        monkeypatch.setenv(k, v)
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, list(args))
+
+
+@needs_ray
+def test_same_records_as_a_local_batch(cluster, actors, short_model, tmp_path):
+    docs = make_docs(tmp_path / "in", 40)
+    local, remote = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
+    common = [str(docs), "-s", "pan", "--model", str(short_model), *SMALL]
+    res = invoke("batch", *common, "--out", str(local))
+    assert res.exit_code in (0, 1), res.output
+    res = invoke("batch", *common, "--out", str(remote), "--ray", cluster)
+    assert res.exit_code in (0, 1), res.output
+    a = {r["key"]: comparable(r) for r in read_jsonl(local)}
+    b = {r["key"]: comparable(r) for r in read_jsonl(remote)}
+    assert len(a) == len(read_jsonl(local)) == 40 and len(read_jsonl(remote)) == 40
+    assert b == a
+    assert all(r["data"] is not None for r in b.values())
+    # Run again: every input is already there (the local batch's resume rule, over Ray).
+    res = invoke("batch", *common, "--out", str(remote), "--ray", cluster)
+    assert res.exit_code in (0, 1), res.output
+    assert "0 processed, 40 already done" in res.output
+    assert len(read_jsonl(remote)) == 40
+
+
+def _kill_one_actor_when(out: Path, lines: int, killed: list[str], deadline: float) -> None:
+    import ray
+
+    while time.monotonic() < deadline:
+        if out.exists() and out.read_bytes().count(b"\n") >= lines:
+            names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                     if a["name"].startswith("docextract-extractor-")]
+            if names:
+                ray.kill(ray.get_actor(names[0], namespace="docextract"))
+                killed.append(names[0])
+                return
+        time.sleep(0.05)
+
+
+@needs_ray
+def test_an_actor_killed_mid_run_loses_nothing(cluster, actors, short_model, tmp_path):
+    docs = make_docs(tmp_path / "in", 24)
+    out = tmp_path / "out.jsonl"
+    killed: list[str] = []
+    killer = threading.Thread(target=_kill_one_actor_when,
+                              args=(out, 2, killed, time.monotonic() + 120))
+    killer.start()
+    res = invoke("batch", str(docs), "-s", "pan", "--model", str(short_model), *SMALL,
+                 "--out", str(out), "--ray", cluster)
+    killer.join()
+    assert killed, "no actor was killed"
+    assert res.exit_code in (0, 1), res.output
+    records = read_jsonl(out)
+    assert sorted(Path(r["source"]).name for r in records) == sorted(
+        p.name for p in docs.iterdir())
+    assert all(r["data"] is not None for r in records)
+    assert "1 actor(s) lost" in res.output
+
+
+@needs_ray
+def test_the_driver_killed_and_run_again_ends_with_one_record_per_input(cluster, actors,
+                                                                        short_model, tmp_path):
+    docs = make_docs(tmp_path / "in", 16)
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-c", "from docextract.cli import main; main()", "batch", str(docs),
+           "-s", "pan", "--model", str(short_model), *SMALL, "--out", str(out), "--ray", cluster]
+    env = {**os.environ, **ACTORS}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    end = time.monotonic() + 180
+    while not (out.exists() and out.read_bytes().count(b"\n") >= 2):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < end, "no records written"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = out.read_bytes().count(b"\n")
+    assert done_before < 16
+    # Run again (here, in this process): the records the killed driver finished are kept.
+    res = invoke(*cmd[3:])
+    assert res.exit_code in (0, 1), res.output
+    records = read_jsonl(out)
+    assert sorted(Path(r["source"]).name for r in records) == sorted(
+        p.name for p in docs.iterdir())
+    assert f"{16 - done_before} processed, {done_before} already done" in res.output
+
+
+def test_without_the_extra_one_error_and_the_install_hint(monkeypatch, tmp_path):
+    docs = make_docs(tmp_path / "in", 1)
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    res = invoke("batch", str(docs), "-s", "pan", "--out", str(tmp_path / "o.jsonl"),
+                 "--ray", "auto")
+    assert res.exit_code == 2
+    assert res.output.splitlines()[0].startswith("error: --ray needs Ray Data")
+    assert "pip install 'docextract[ray]'" in res.output
+    assert not (tmp_path / "o.jsonl").exists()
