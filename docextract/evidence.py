@@ -39,6 +39,7 @@ from .confidence import join
 UNIT = "pt"
 NO_TEXT_LAYER = "no text layer (a photo or a scan): the value cannot be located"
 NOT_FOUND = "not found in the text layer of any page"
+NOT_ON_ROW = "not found on the row of the item's other fields"
 NOT_LOOKED_UP = "a category or yes/no value chosen by the model, not printed text"
 
 _CURRENCY = re.compile(r"^(?:₹|rs\.?|inr|£|gbp|\$|usd|€|eur)+|(?:₹|rs\.?|inr|£|gbp|\$|usd|€|eur|/-)+$",
@@ -296,8 +297,7 @@ def _locate_leaves(own: dict, named: int | None, texts: dict, has_layer: dict,
                            and h.bbox[1] < anchor.bbox[3] and h.bbox[3] > anchor.bbox[1]]
             if not found[path]:
                 del found[path]
-                out[path] = {"page": named, "bbox": None, "unit": UNIT,
-                             "reason": "not found on the row of the item's other fields"}
+                out[path] = {"page": named, "bbox": None, "unit": UNIT, "reason": NOT_ON_ROW}
     for path, hits in found.items():
         best = min(hits, key=lambda h: (h.page != anchor.page,
                                         abs((h.bbox[1] + h.bbox[3]) - (anchor.bbox[1] + anchor.bbox[3]))))
