@@ -298,9 +298,12 @@ def _locate_leaves(own: dict, named: int | None, texts: dict, has_layer: dict,
             if not found[path]:
                 del found[path]
                 out[path] = {"page": named, "bbox": None, "unit": UNIT, "reason": NOT_ON_ROW}
+    # Two fields of one object with the same value (CGST and SGST) take different occurrences.
+    used: set[tuple] = set()
     for path, hits in found.items():
-        best = min(hits, key=lambda h: (h.page != anchor.page,
+        best = min(hits, key=lambda h: ((h.page, h.bbox) in used, h.page != anchor.page,
                                         abs((h.bbox[1] + h.bbox[3]) - (anchor.bbox[1] + anchor.bbox[3]))))
+        used.add((best.page, best.bbox))
         entry = {"page": best.page, "bbox": [round(x, 2) for x in _outward(best.bbox)], "unit": UNIT}
         if named is not None and best.page != named:
             entry["reason"] = f"found on page {best.page}, not on page {named} that the record names"
