@@ -12,6 +12,8 @@ import typer
 from . import __version__
 from .console import Console
 from .errors import DocextractError, ExitCode, sigterm_as_error
+from .reviewcmd import DEFAULT_REVIEW_BELOW, AnnotateOpt, ReviewBelowOpt
+from .reviewcmd import register as register_review
 
 app = typer.Typer(
     name="docextract", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
@@ -117,6 +119,7 @@ def run(files: Annotated[List[str], typer.Argument(help="PDF or image files; - r
                                                    "pages of one document, in order.")] = False,
         out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write here (atomically) "
                                                     "instead of stdout.")] = None,
+        review_below: ReviewBelowOpt = DEFAULT_REVIEW_BELOW, annotate: AnnotateOpt = None,
         force: ForceOpt = False, quiet: Quiet = False, verbose: Verbose = False, no_progress: NoProgress = False) -> None:
     """Extract one record per document: one JSON object for one file, JSON Lines for several.
 
@@ -134,6 +137,7 @@ def run(files: Annotated[List[str], typer.Argument(help="PDF or image files; - r
     with _guard(console):
         opts = _options(schema, model, pages, dpi, max_pixels, password, experts, device, unmask,
                         retries, offline, window)
+        opts.review_below, opts.annotate = review_below, str(annotate) if annotate else None
         code = run_files(files, opts, console, out=str(out) if out else None, force=force,
                          one_document=one_document)
     raise typer.Exit(int(code))
@@ -161,6 +165,7 @@ def batch(paths: Annotated[List[str], typer.Argument(help="Folders (recursive) a
           retries: RetriesOpt = 1, offline: OfflineOpt = False, force: ForceOpt = False,
           window: WindowOpt = None, group_by: Annotated[Optional[str], typer.Option(
               "--group-by", help="Files as pages of one document: folder or stem.")] = None,
+          review_below: ReviewBelowOpt = DEFAULT_REVIEW_BELOW,
           quiet: Quiet = False, verbose: Verbose = False, no_progress: NoProgress = False) -> None:
     """Extract every document under folders into a JSON Lines file; resumes where it stopped.
 
@@ -179,7 +184,7 @@ def batch(paths: Annotated[List[str], typer.Argument(help="Folders (recursive) a
     with _guard(console):
         opts = _options(schema, model, pages, dpi, max_pixels, password, experts, device, unmask,
                         retries, offline, window)
-        opts.max_batch, opts.gpu_memory = max_batch, gpu_memory
+        opts.max_batch, opts.gpu_memory, opts.review_below = max_batch, gpu_memory, review_below
         code = run_batch(paths, opts, console, out=out, glob=glob, resume=resume, workers=workers,
                          force=force, group_by=group_by)
     raise typer.Exit(int(code))
@@ -370,6 +375,9 @@ def doctor(as_json: Annotated[bool, typer.Option("--json", help="Report as JSON.
         else:
             console.emit_text("\n".join(f"{k:<14} {v}" for k, v in report["summary"].items()))
     raise typer.Exit(0 if report["usable"] else int(ExitCode.MODEL))
+
+
+register_review(app)
 
 
 def _version(value: bool) -> None:

@@ -47,6 +47,8 @@ class RunOptions:
     window: int | None = None
     # Fields whose confidence is below this go on the review list (review.py; None: default).
     review_below: float | None = None
+    # `run --annotate DIR`: page pictures of each document into DIR/<document name>/.
+    annotate: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     # The model's context in tokens, once known (read from config.json before the first page is
     # rendered when the model is local): pages beyond it are refused before rendering.
@@ -498,6 +500,10 @@ def process_file(source: str, target, opts: RunOptions, get_engine: Callable[[],
     except InputError as exc:  # e.g. more pages than the model's context: name the file
         raise InputError(f"{display_name(source)}: {exc.message}", hint=exc.hint) from None
     record["timing"] = {"ingest_s": round(ingest_s, 4), **record["timing"]}
+    if opts.annotate:
+        from . import annotate
+
+        annotate.write(record, pages, Path(opts.annotate) / Path(display_name(source)).stem)
     return record
 
 

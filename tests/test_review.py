@@ -122,3 +122,53 @@ def test_review_below_bounds(value):
     pages = ingest.load(str(DATA / "pan-s1-001.pdf"))
     record = extract_document(pages, schemas.get("pan"), ScoredEngine(truth), review_below=value)
     assert record["needs_review"] is (value == 1.0)
+
+
+def _picture_checks(png, box_pt, page):
+    """The masked number's box is black in the picture (all of it)."""
+    from PIL import Image
+
+    image = Image.open(png).convert("L")
+    sx, sy = page.image.width / page.size_pt[0], page.image.height / page.size_pt[1]
+    x0, y0, x1, y1 = box_pt
+    crop = image.crop((int(x0 * sx) + 1, int(y0 * sy) + 1, int(x1 * sx) - 1, int(y1 * sy) - 1))
+    return max(crop.getdata())
+
+
+def test_run_annotate_and_review_command_draw_pages_with_masked_numbers_black(tmp_path,
+                                                                               monkeypatch):
+    from typer.testing import CliRunner
+
+    from docextract import pipeline
+    from docextract.cli import app
+
+    truth = _truth("aadhaar-s1-001")
+    monkeypatch.setattr(pipeline, "load_engine", lambda opts, console: ScoredEngine(truth, truth))
+    pdf = DATA / "aadhaar-s1-001.pdf"
+    res = CliRunner().invoke(app, ["run", str(pdf), "-s", "aadhaar", "--annotate",
+                                   str(tmp_path / "ann"), "-o", str(tmp_path / "rec.json")])
+    assert res.exit_code == 0, res.output
+    record = json.loads((tmp_path / "rec.json").read_text(encoding="utf-8"))
+    pages = ingest.load(str(pdf))
+    png = tmp_path / "ann" / "aadhaar-s1-001" / "page-001.png"
+    assert _picture_checks(png, record["evidence"]["aadhaar_number"]["bbox"], pages[0]) == 0
+    res = CliRunner().invoke(app, ["review", str(tmp_path / "rec.json"), str(pdf), "--out",
+                                   str(tmp_path / "again"), "--review-below", "1.0"])
+    assert res.exit_code == 0, res.output
+    again = json.loads(res.stdout)
+    assert again["evidence"] == record["evidence"] and again["needs_review"]
+    assert {r["loc"] for r in again["review"]} >= {"name", "aadhaar_number"}
+    assert _picture_checks(tmp_path / "again" / "page-001.png",
+                           again["evidence"]["aadhaar_number"]["bbox"], pages[0]) == 0
+    # A photo: no boxes, the page pixelated because the record masks a number it cannot locate.
+    photo = DATA / "aadhaar-s1-001-photo.jpg"
+    res = CliRunner().invoke(app, ["review", str(tmp_path / "rec.json"), str(photo), "--out",
+                                   str(tmp_path / "photo")])
+    assert res.exit_code == 0 and "not the file the record was made from" in res.output
+    from PIL import Image
+
+    picture = Image.open(tmp_path / "photo" / "page-001.png")
+    original = ingest.load(str(photo))[0].image
+    assert picture.height > original.height  # the panel listing the fields without a box
+    assert len(set(picture.crop((0, 0, original.width, original.height)).getdata())) < \
+        len(set(original.getdata())) / 20
