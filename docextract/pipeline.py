@@ -439,12 +439,13 @@ def document_flow(pages: Sequence[Any], target, model: dict[str, str], *, unmask
     detect_s = round(float(completion.timings.get("prefill_s", 0.0))
                      + float(completion.timings.get("decode_s", 0.0)), 4)
     if kind == "other":
+        from . import review
+
+        errors = [{"loc": "", "type": "unsupported_document", "severity": "error",
+                   "msg": "the document is none of " + ", ".join(DOCUMENT_TYPES[:-1])}]
         return {"schema": None, "document_type": kind, "pages": len(pages), "data": None,
-                "valid": False,
-                "errors": [{"loc": "", "type": "unsupported_document", "severity": "error",
-                            "msg": "the document is none of " + ", ".join(DOCUMENT_TYPES[:-1])}],
-                "masked": [], "attempts": 0, "model": dict(model),
-                "timing": {"detect_s": detect_s}}
+                "valid": False, "errors": errors, "masked": [], "attempts": 0, "model": dict(model),
+                "timing": {"detect_s": detect_s}, **review.assess(None, pages, None, errors)}
     spec = next(s for s in target.specs if s.name == kind)
     result = yield from extract_flow(pages, spec, model, unmask=unmask, retries=retries,
                                      windowing=windowing, review_below=review_below)
