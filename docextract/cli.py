@@ -12,8 +12,7 @@ import typer
 from . import __version__
 from .console import Console
 from .errors import DocextractError, ExitCode, sigterm_as_error
-from .reviewcmd import DEFAULT_REVIEW_BELOW, AnnotateOpt, ReviewBelowOpt
-from .reviewcmd import register as register_review
+from .reviewcmd import AnnotateOpt, ReviewBelowOpt, register as register_review
 
 app = typer.Typer(
     name="docextract", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
@@ -70,6 +69,7 @@ WindowOpt = Annotated[Optional[int], typer.Option("--window", min=0, help="Pages
                                                   "the rows of long documents (0: one request).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an --out file that docextract "
                                         "did not write (its content is lost).")]
+register_review(app)  # `review`, from its own module
 
 
 def _console(quiet: bool = False, verbose: bool = False, no_progress: bool = False) -> Console:
@@ -112,14 +112,14 @@ def _options(schema, model, pages, dpi, max_pixels, password, experts, device, u
 @app.command()
 def run(files: Annotated[List[str], typer.Argument(help="PDF or image files; - reads stdin.")],
         schema: SchemaOpt, model: ModelOpt = None, pages: PagesOpt = None, dpi: DpiOpt = None,
-        max_pixels: MaxPixelsOpt = None, password: PasswordOpt = None,
+        max_pixels: MaxPixelsOpt = None, password: PasswordOpt = None, annotate: AnnotateOpt = None,
         experts: ExpertsOpt = None, device: DeviceOpt = None, unmask: UnmaskOpt = False,
         retries: RetriesOpt = 1, offline: OfflineOpt = False, window: WindowOpt = None,
         one_document: Annotated[bool, typer.Option("--one-document", help="The files are the "
                                                    "pages of one document, in order.")] = False,
+        review_below: ReviewBelowOpt = None,
         out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write here (atomically) "
                                                     "instead of stdout.")] = None,
-        review_below: ReviewBelowOpt = DEFAULT_REVIEW_BELOW, annotate: AnnotateOpt = None,
         force: ForceOpt = False, quiet: Quiet = False, verbose: Verbose = False, no_progress: NoProgress = False) -> None:
     """Extract one record per document: one JSON object for one file, JSON Lines for several.
 
@@ -165,7 +165,7 @@ def batch(paths: Annotated[List[str], typer.Argument(help="Folders (recursive) a
           retries: RetriesOpt = 1, offline: OfflineOpt = False, force: ForceOpt = False,
           window: WindowOpt = None, group_by: Annotated[Optional[str], typer.Option(
               "--group-by", help="Files as pages of one document: folder or stem.")] = None,
-          review_below: ReviewBelowOpt = DEFAULT_REVIEW_BELOW,
+          review_below: ReviewBelowOpt = None,
           quiet: Quiet = False, verbose: Verbose = False, no_progress: NoProgress = False) -> None:
     """Extract every document under folders into a JSON Lines file; resumes where it stopped.
 
@@ -375,9 +375,6 @@ def doctor(as_json: Annotated[bool, typer.Option("--json", help="Report as JSON.
         else:
             console.emit_text("\n".join(f"{k:<14} {v}" for k, v in report["summary"].items()))
     raise typer.Exit(0 if report["usable"] else int(ExitCode.MODEL))
-
-
-register_review(app)
 
 
 def _version(value: bool) -> None:

@@ -11,7 +11,7 @@ import typer
 
 from .review import DEFAULT_REVIEW_BELOW
 
-ReviewBelowOpt = Annotated[float, typer.Option(
+ReviewBelowOpt = Annotated[Optional[float], typer.Option(
     "--review-below", min=0.0, max=1.0, envvar="DOCEXTRACT_REVIEW_BELOW",
     help=f"Fields with a confidence below this go on the review list (default "
          f"{DEFAULT_REVIEW_BELOW}; uncalibrated, see README).")]
@@ -42,14 +42,14 @@ def read_record(path: Path) -> dict:
 
 
 def register(app: typer.Typer) -> None:
-    from .cli import DpiOpt, MaxPixelsOpt, PagesOpt, PasswordOpt, Quiet, Verbose, _console, _guard
+    from .cli import DpiOpt, MaxPixelsOpt, PagesOpt, PasswordOpt, Quiet, Verbose
 
     @app.command()
     def review(record: Annotated[Path, typer.Argument(help="A record (JSON) from 'docextract run'.")],
                document: Annotated[str, typer.Argument(help="The PDF or image it was read from.")],
                out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for the "
                                                            "annotated PNG pages.")] = None,
-               review_below: ReviewBelowOpt = DEFAULT_REVIEW_BELOW, pages: PagesOpt = None,
+               review_below: ReviewBelowOpt = None, pages: PagesOpt = None,
                dpi: DpiOpt = None, max_pixels: MaxPixelsOpt = None, password: PasswordOpt = None,
                quiet: Quiet = False, verbose: Verbose = False) -> None:
         """Check a record against its document: prints it with evidence and review recomputed, and
@@ -63,6 +63,7 @@ def register(app: typer.Typer) -> None:
           docextract review card.json card.pdf | jq '.review[] | select(.reasons | index("not_on_page"))'
         """
         from . import annotate, ingest
+        from .cli import _console, _guard
         from .fsutil import display_name
         from .review import recheck
 
@@ -74,7 +75,8 @@ def register(app: typer.Typer) -> None:
             if given.get("sha256") and given["sha256"] != loaded[0].sha256:
                 console.warn(f"{display_name(document)} is not the file the record was made from "
                              "(its sha256 differs)")
-            result = recheck(given, loaded, review_below)
+            result = recheck(given, loaded,
+                             DEFAULT_REVIEW_BELOW if review_below is None else review_below)
             if out is not None:
                 written = annotate.write(result, loaded, out)
                 console.info(f"wrote {len(written)} page picture(s) to {display_name(out)}")
