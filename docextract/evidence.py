@@ -7,7 +7,7 @@ spellings a person would accept as the same value:
 - amounts (`118000.50`, JSON numbers): one word equal as a number once currency signs or codes
   (₹ Rs £ $ € INR GBP ...), digit grouping (Indian `1,18,000.50` or Western `118,000.50`), a
   trailing `%` and brackets are taken off; a negative amount may be printed without its sign
-  (`8,694.21 Dr`);
+  (`8,694.21 Dr`); a field named `...rate` must be printed with its `%`;
 - dates `YYYY-MM-DD`: `05/03/2024`, `5/3/2024`, `05-03-2024`, `05.03.2024`, `05-Mar-2024`,
   `05 Mar 2024`, `5 March 2024`, `March 5, 2024`, `2024-03-05`;
 - everything else (names, identifiers, addresses, descriptions): equal once case, spaces and
@@ -273,6 +273,9 @@ def _locate_leaves(own: dict, named: int | None, texts: dict, has_layer: dict,
         for number in order:
             if number in texts:
                 hits = candidates(value, texts[number])
+                if path.rsplit(".", 1)[-1].endswith("rate"):
+                    # A rate is printed with its % sign (a bare "5" is a serial number or a count).
+                    hits = [h for h in hits if _printed_with_percent(texts[number], h)]
                 if hits:
                     break
         if hits:
@@ -308,6 +311,12 @@ def _locate_leaves(own: dict, named: int | None, texts: dict, has_layer: dict,
         if named is not None and best.page != named:
             entry["reason"] = f"found on page {best.page}, not on page {named} that the record names"
         out[path] = entry
+
+
+def _printed_with_percent(page: PageText, hit: Hit) -> bool:
+    return any(str(w[4]).endswith("%") for w in page.words
+               if w[0] >= hit.bbox[0] - 0.5 and w[2] <= hit.bbox[2] + 0.5
+               and w[1] < hit.bbox[3] and w[3] > hit.bbox[1])
 
 
 def _outward(box: tuple[float, ...]) -> tuple[float, ...]:
