@@ -17,9 +17,9 @@ spellings a person would accept as the same value:
 
 A value may span several words and lines; it must start and end on word boundaries. Its box is
 the union of the words it covers, in PDF points (72 per inch, origin top left of the page).
-Where a value is printed more than once, the occurrence nearest (vertically) to the other fields
-of the same object is taken, so that the fields of one transaction or invoice line point at the
-same row. A field of an object with a `page` field is looked up on that page first; found only on
+Where a value is printed more than once, the occurrence nearest to the object's least ambiguous
+field is taken (vertically only for the items of an array), so that the fields of one transaction
+or invoice line point at the same row, and a supplier's state at the supplier's block. A field of an object with a `page` field is looked up on that page first; found only on
 another page, it is a page mismatch.
 
 Photos and scans have no text layer: their fields get no box, with the reason stated.
@@ -305,12 +305,20 @@ def _locate_leaves(own: dict, named: int | None, texts: dict, has_layer: dict,
     used: set[tuple] = set()
     for path, hits in found.items():
         best = min(hits, key=lambda h: ((h.page, h.bbox) in used, h.page != anchor.page,
-                                        abs((h.bbox[1] + h.bbox[3]) - (anchor.bbox[1] + anchor.bbox[3]))))
+                                        _distance(h.bbox, anchor.bbox, row)))
         used.add((best.page, best.bbox))
         entry = {"page": best.page, "bbox": [round(x, 2) for x in _outward(best.bbox)], "unit": UNIT}
         if named is not None and best.page != named:
             entry["reason"] = f"found on page {best.page}, not on page {named} that the record names"
         out[path] = entry
+
+
+def _distance(a: tuple, b: tuple, row: bool) -> float:
+    """Between box centres: vertical only within a table row's object (its cells sit side by
+    side), both ways for other objects (a supplier block, say)."""
+    dy = abs((a[1] + a[3]) - (b[1] + b[3])) / 2
+    dx = 0.0 if row else abs((a[0] + a[2]) - (b[0] + b[2])) / 2
+    return (dx * dx + dy * dy) ** 0.5
 
 
 def _printed_with_percent(page: PageText, hit: Hit) -> bool:
