@@ -52,7 +52,7 @@ def _font(size: int):
 
 def _masked_boxes(record: dict[str, Any], page) -> list[tuple[float, float, float, float]]:
     """Every place on `page` where a masked value's pattern is printed, in points."""
-    if not page.words:
+    if not getattr(page, "words", None):
         return []
     data = record.get("data")
     text = ev.PageText(page.number, page.words)
@@ -88,9 +88,10 @@ def page_picture(record: dict[str, Any], page, first: int = 1) -> Image.Image:
     confidence = record.get("confidence") or {}
     marks = states(record)
     width, height = image.size
-    scale = (width / page.size_pt[0], height / page.size_pt[1]) if page.size_pt else None
+    size_pt = getattr(page, "size_pt", None)
+    scale = (width / size_pt[0], height / size_pt[1]) if size_pt else None
     notes: list[tuple[str, str]] = []
-    if page.words is None and masked:
+    if getattr(page, "words", None) is None and masked:
         small = image.resize((max(1, width // 24), max(1, height // 24)), Image.Resampling.BILINEAR)
         image = small.resize((width, height), Image.Resampling.NEAREST)
         notes.append(("review", "photo or scan: masked values cannot be located, so the page is "

@@ -230,8 +230,9 @@ def locate(data: Any, pages: Sequence[Any], schema: dict | None = None) -> dict[
     ingest.Pages (or anything with `number` and `words`: pymupdf words in PDF points, None for an
     image). Evidence: {"page", "bbox" [x0, y0, x1, y1] or None, "unit": "pt"} plus "reason" when
     there is no box, or when the value was found on another page than the record says."""
-    texts = {p.number: PageText(p.number, p.words) for p in pages if p.words}
-    has_layer = {p.number: bool(p.words) for p in pages}
+    words = {p.number: getattr(p, "words", None) for p in pages}
+    texts = {n: PageText(n, w) for n, w in words.items() if w}
+    has_layer = {n: bool(w) for n, w in words.items()}
     out: dict[str, dict] = {}
     _locate_node(data, "", [], texts, has_layer, schema, out)
     return out
