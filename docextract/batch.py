@@ -455,7 +455,8 @@ class _Runner:
                 self.opts, self.engine, getattr(self.session, "slot_tokens", None))
         model = pipeline.model_info(self.engine)
         doc["flow"] = pipeline.document_flow(pages, self.target, model, unmask=self.opts.unmask,
-                                             retries=self.opts.retries, windowing=self.windowing)
+                                             retries=self.opts.retries, windowing=self.windowing,
+                                             review_below=self.opts.review_below)
         if self.session is None:
             try:
                 fields = pipeline.drive(doc["flow"], self.engine)

@@ -12,6 +12,7 @@ import typer
 from . import __version__
 from .console import Console
 from .errors import DocextractError, ExitCode, sigterm_as_error
+from .reviewcmd import AnnotateOpt, ReviewBelowOpt, register as register_review
 
 app = typer.Typer(
     name="docextract", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
@@ -68,6 +69,7 @@ WindowOpt = Annotated[Optional[int], typer.Option("--window", min=0, help="Pages
                                                   "the rows of long documents (0: one request).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an --out file that docextract "
                                         "did not write (its content is lost).")]
+register_review(app)  # `review`, from its own module
 
 
 def _console(quiet: bool = False, verbose: bool = False, no_progress: bool = False) -> Console:
@@ -110,11 +112,12 @@ def _options(schema, model, pages, dpi, max_pixels, password, experts, device, u
 @app.command()
 def run(files: Annotated[List[str], typer.Argument(help="PDF or image files; - reads stdin.")],
         schema: SchemaOpt, model: ModelOpt = None, pages: PagesOpt = None, dpi: DpiOpt = None,
-        max_pixels: MaxPixelsOpt = None, password: PasswordOpt = None,
+        max_pixels: MaxPixelsOpt = None, password: PasswordOpt = None, annotate: AnnotateOpt = None,
         experts: ExpertsOpt = None, device: DeviceOpt = None, unmask: UnmaskOpt = False,
         retries: RetriesOpt = 1, offline: OfflineOpt = False, window: WindowOpt = None,
         one_document: Annotated[bool, typer.Option("--one-document", help="The files are the "
                                                    "pages of one document, in order.")] = False,
+        review_below: ReviewBelowOpt = None,
         out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write here (atomically) "
                                                     "instead of stdout.")] = None,
         force: ForceOpt = False, quiet: Quiet = False, verbose: Verbose = False, no_progress: NoProgress = False) -> None:
@@ -134,6 +137,7 @@ def run(files: Annotated[List[str], typer.Argument(help="PDF or image files; - r
     with _guard(console):
         opts = _options(schema, model, pages, dpi, max_pixels, password, experts, device, unmask,
                         retries, offline, window)
+        opts.review_below, opts.annotate = review_below, str(annotate) if annotate else None
         code = run_files(files, opts, console, out=str(out) if out else None, force=force,
                          one_document=one_document)
     raise typer.Exit(int(code))
@@ -163,6 +167,7 @@ def batch(paths: Annotated[List[str], typer.Argument(help="Folders (recursive) a
               "--group-by", help="Files as pages of one document: folder or stem.")] = None,
           ray: Annotated[Optional[str], typer.Option("--ray", help="Run on a Ray cluster: auto "
                                                      "or its address (docextract[ray]).")] = None,
+          review_below: ReviewBelowOpt = None,
           quiet: Quiet = False, verbose: Verbose = False, no_progress: NoProgress = False) -> None:
     """Extract every document under folders into a JSON Lines file; resumes where it stopped.
 
@@ -181,7 +186,7 @@ def batch(paths: Annotated[List[str], typer.Argument(help="Folders (recursive) a
     with _guard(console):
         opts = _options(schema, model, pages, dpi, max_pixels, password, experts, device, unmask,
                         retries, offline, window)
-        opts.max_batch, opts.gpu_memory = max_batch, gpu_memory
+        opts.max_batch, opts.gpu_memory, opts.review_below = max_batch, gpu_memory, review_below
         if ray is not None:
             from .raybatch import run_ray_batch as run_batch  # noqa: F811
         kw = {"address": ray} if ray is not None else {"workers": workers}

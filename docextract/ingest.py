@@ -89,6 +89,10 @@ class Page:
     number: int  # 1-based page number in the source document
     source: str  # the path as given ("-" for stdin)
     sha256: str  # sha256 hex of the whole source file's bytes
+    # PDF pages: the text layer as pymupdf words (x0, y0, x1, y1, text, block, line, word) in PDF
+    # points ([] when the page has none: a scan), and the page size in points; None for images.
+    words: list | None = None
+    size_pt: tuple[float, float] | None = None
 
 
 def load(source: str | os.PathLike | bytes, *, dpi: int = DEFAULT_DPI, pages: str | None = None,
@@ -495,7 +499,12 @@ def _render_pdf(doc, ctx: _Context, password: str | None) -> list[Page]:
         if image.size != (w, h):
             # MuPDF rounds the pixel box outwards: at most a pixel or two to take off or add.
             image = image.resize((w, h), Image.Resampling.LANCZOS)
-        pages.append(Page(image=image, number=number, source=ctx.source, sha256=ctx.sha256))
+        try:
+            words = [tuple(w[:8]) for w in page.get_text("words")]
+        except _PDF_ERRORS:
+            words = []
+        pages.append(Page(image=image, number=number, source=ctx.source, sha256=ctx.sha256,
+                          words=words, size_pt=(w_pt, h_pt)))
     return pages
 
 

@@ -45,6 +45,10 @@ class RunOptions:
     gpu_memory: float | None = None
     # Pages per window for schemas with row lists (None: chosen from the context; 0: one request).
     window: int | None = None
+    # Fields whose confidence is below this go on the review list (review.py; None: default).
+    review_below: float | None = None
+    # `run --annotate DIR`: page pictures of each document into DIR/<document name>/.
+    annotate: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     # The model's context in tokens, once known (read from config.json before the first page is
     # rendered when the model is local): pages beyond it are refused before rendering.
@@ -250,28 +254,37 @@ def max_new_tokens_for(schema: dict[str, Any], cap: int = 32768) -> int:
 
 
 def extract_flow(pages: Sequence[Any], spec, model_info: dict[str, str], *,
-                 unmask: bool = False, retries: int = DEFAULT_RETRIES, windowing=None):
+                 unmask: bool = False, retries: int = DEFAULT_RETRIES, windowing=None,
+                 review_below: float | None = None):
     """One document's extraction as a generator: yields engine Requests, is sent their
-    Completions, returns the record fields (data, valid, errors, masked, attempts, timing, model).
+    Completions, returns the record fields (data, valid, errors, masked, attempts, timing, model,
+    and confidence, confidence_min, evidence, review, needs_review from review.py).
     Driven by `drive`, or many documents at once by the batch runner. A long document with a row
     list is read in page windows (see windows.py): then the flow yields lists of Requests and is
-    sent lists of Completions."""
+    sent lists of Completions (and the record has evidence and review, but no confidence)."""
+    from . import review
     from .engine.api import Request
 
     window = windowing.size(spec, pages) if windowing is not None else 0
+    threshold = review.DEFAULT_REVIEW_BELOW if review_below is None else review_below
     if window:
-        return (yield from windows.windowed_flow(pages, spec, window, model_info, unmask=unmask,
-                                                 retries=retries))
+        result = yield from windows.windowed_flow(pages, spec, window, model_info, unmask=unmask,
+                                                  retries=retries)
+        # The data is masked here: masked values are located by their visible pattern.
+        return {**result, **review.assess(result["data"], pages, spec.json_schema,
+                                          result["errors"], threshold=threshold,
+                                          confidence=({}, {}), unmask=unmask)}
 
     prompt = prompt_for(spec)
     # Unbounded strings capped (see Spec.decoder_schema), so no field decodes for minutes.
     decoder_schema = spec.decoder_schema
     request = Request(prompt=prompt, images=[p.image for p in pages],
                       image_labels=[f"Page {p.number}" for p in pages],
-                      json_schema=decoder_schema, max_new_tokens=max_new_tokens_for(decoder_schema))
+                      json_schema=decoder_schema, max_new_tokens=max_new_tokens_for(decoder_schema),
+                      logprobs=True)
     timing: dict[str, Any] = {"prefill_s": 0.0, "decode_s": 0.0, "tokens": 0}
     attempts = 0
-    validation = None
+    validation = first = None
     while True:
         attempts += 1
         completion = yield request
@@ -279,6 +292,7 @@ def extract_flow(pages: Sequence[Any], spec, model_info: dict[str, str], *,
             timing[key] += float(completion.timings.get(key, 0.0))
         timing["tokens"] += len(completion.tokens)
         validation = spec.validate(completion.text)
+        first = validation.data if attempts == 1 else first
         validation.issues.extend(_page_issues(validation.data, len(pages)))
         if completion.finish_reason == "length":
             validation.issues.insert(0, _issue("", "truncated",
@@ -288,12 +302,15 @@ def extract_flow(pages: Sequence[Any], spec, model_info: dict[str, str], *,
             break
         request = Request(prompt=prompt + "\n\n" + feedback_text(hard), images=request.images,
                           image_labels=request.image_labels, json_schema=request.json_schema,
-                          max_new_tokens=request.max_new_tokens)
+                          max_new_tokens=request.max_new_tokens, logprobs=True)
     data, errors, masked = spec.output(validation, unmask=unmask)
+    fields = review.assess(validation.data, pages, spec.json_schema, errors, completion,
+                           review.changed_leaves(first, validation.data) if attempts > 1 else (),
+                           threshold=threshold, unmask=unmask)
     return {"data": data, "valid": validation.valid, "errors": errors,
             "masked": masked, "attempts": attempts,
             "timing": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in timing.items()},
-            "model": dict(model_info)}
+            "model": dict(model_info), **fields}
 
 
 def _page_issues(data: Any, pages: int, path: str = "") -> list:
@@ -409,38 +426,41 @@ def detected_type(completion) -> str:
 
 
 def document_flow(pages: Sequence[Any], target, model: dict[str, str], *, unmask: bool = False,
-                  retries: int = DEFAULT_RETRIES, windowing=None):
+                  retries: int = DEFAULT_RETRIES, windowing=None,
+                  review_below: float | None = None):
     """Record fields for one document as a generator of engine requests (see extract_flow):
     schema, pages, data, valid, errors, masked, attempts, model, timing (and document_type with
     --schema auto)."""
     if not isinstance(target, AutoSchema):
         result = yield from extract_flow(pages, target, model, unmask=unmask, retries=retries,
-                                         windowing=windowing)
+                                         windowing=windowing, review_below=review_below)
         return {"schema": target.ref, "pages": len(pages), **result}
     completion = yield detect_request(pages)
     kind = detected_type(completion)
     detect_s = round(float(completion.timings.get("prefill_s", 0.0))
                      + float(completion.timings.get("decode_s", 0.0)), 4)
     if kind == "other":
+        from . import review
+
+        errors = [{"loc": "", "type": "unsupported_document", "severity": "error",
+                   "msg": "the document is none of " + ", ".join(DOCUMENT_TYPES[:-1])}]
         return {"schema": None, "document_type": kind, "pages": len(pages), "data": None,
-                "valid": False,
-                "errors": [{"loc": "", "type": "unsupported_document", "severity": "error",
-                            "msg": "the document is none of " + ", ".join(DOCUMENT_TYPES[:-1])}],
-                "masked": [], "attempts": 0, "model": dict(model),
-                "timing": {"detect_s": detect_s}}
+                "valid": False, "errors": errors, "masked": [], "attempts": 0, "model": dict(model),
+                "timing": {"detect_s": detect_s}, **review.assess(None, pages, None, errors)}
     spec = next(s for s in target.specs if s.name == kind)
     result = yield from extract_flow(pages, spec, model, unmask=unmask, retries=retries,
-                                     windowing=windowing)
+                                     windowing=windowing, review_below=review_below)
     result["timing"]["detect_s"] = detect_s
     return {"schema": spec.ref, "document_type": kind, "pages": len(pages), **result}
 
 
 def extract_document(pages: Sequence[Any], target, engine, *, unmask: bool = False,
-                     retries: int = DEFAULT_RETRIES, windowing=None) -> dict[str, Any]:
+                     retries: int = DEFAULT_RETRIES, windowing=None,
+                     review_below: float | None = None) -> dict[str, Any]:
     """Record fields for one document, driving the engine one request (or window set) at a
     time."""
     return drive(document_flow(pages, target, model_info(engine), unmask=unmask, retries=retries,
-                               windowing=windowing), engine)
+                               windowing=windowing, review_below=review_below), engine)
 
 
 def feedback_text(issues) -> str:
@@ -477,10 +497,15 @@ def process_file(source: str, target, opts: RunOptions, get_engine: Callable[[],
         engine = get_engine()
         record.update(extract_document(pages, target, engine, unmask=opts.unmask,
                                        retries=opts.retries,
-                                       windowing=windowing_for(opts, engine)))
+                                       windowing=windowing_for(opts, engine),
+                                       review_below=opts.review_below))
     except InputError as exc:  # e.g. more pages than the model's context: name the file
         raise InputError(f"{display_name(source)}: {exc.message}", hint=exc.hint) from None
     record["timing"] = {"ingest_s": round(ingest_s, 4), **record["timing"]}
+    if opts.annotate:
+        from . import annotate
+
+        annotate.write(record, pages, Path(opts.annotate) / Path(display_name(source)).stem)
     return record
 
 

@@ -18,6 +18,8 @@ class Request:
     # Optional text placed before each image (e.g. "Page 3"); same length as `images` when given.
     image_labels: list[str] | None = None
     system: str | None = None
+    # Per-token log-probabilities in the Completion (see Completion.logprobs); off costs nothing.
+    logprobs: bool = False
 
 
 @dataclass
@@ -27,6 +29,16 @@ class Completion:
     finish_reason: str  # "stop" (stop token or grammar accepted), "length" (max_new_tokens)
     prompt_tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)  # prefill_s, decode_s, vision_s ...
+    # With Request.logprobs, one entry per token of `tokens`: the token's natural log-probability
+    # under the model's own distribution, before the grammar mask and any logits processor (what
+    # the model believed), or None where that distribution was not computed (grammar-forced
+    # tokens are fed to the model together, without a choice); `forced` marks the tokens the grammar forced (fast-forwarded, the stop token that
+    # ends a complete value, or the only token its mask allowed); `offsets` the character offset
+    # in `text` where each token starts (a token that starts inside a multi-byte character
+    # counts from that character; the final stop token at len(text)).
+    logprobs: list[float | None] | None = None
+    forced: list[bool] | None = None
+    offsets: list[int] | None = None
 
 
 class EngineLike(Protocol):

@@ -231,7 +231,8 @@ class Engine:
             if grid.tolist() != grids:
                 raise ModelError("engine: image grids differ from the sizes measured beforehand")
         return Prompt(torch.tensor(ids, dtype=torch.long), pixel_values, grid,
-                      max_new_tokens=request.max_new_tokens, logits_processors=list(logits_processors))
+                      max_new_tokens=request.max_new_tokens, logits_processors=list(logits_processors),
+                      logprobs=request.logprobs)
 
     @property
     def grammars(self) -> GrammarCompiler:
@@ -326,6 +327,20 @@ class Engine:
 
     def _completion(self, g, preprocess_s: float) -> Completion:
         text_ids = g.tokens[:-1] if g.finish_reason == "stop" else g.tokens
-        return Completion(text=self.tokenizer.decode(text_ids), tokens=g.tokens,
+        text = self.tokenizer.decode(text_ids)
+        return Completion(text=text, tokens=g.tokens,
                           finish_reason=g.finish_reason, prompt_tokens=g.prompt_tokens,
-                          timings={"preprocess_s": preprocess_s, **g.timings})
+                          timings={"preprocess_s": preprocess_s, **g.timings},
+                          logprobs=g.logprobs, forced=g.forced,
+                          offsets=None if g.logprobs is None else self._offsets(g.tokens, text))
+
+    def _offsets(self, tokens: Sequence[int], text: str) -> list[int]:
+        """Where each token starts in `text`, in characters (see Completion.offsets)."""
+        import codecs
+
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        out, chars = [], 0
+        for t in tokens:
+            out.append(min(chars, len(text)))
+            chars += len(decoder.decode(self.tokenizer.token_bytes(t)))
+        return out

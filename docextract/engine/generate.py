@@ -40,6 +40,8 @@ class Prompt:
     logits_processors: list[LogitsProcessor] = field(default_factory=list)
     # A grammar state (engine/constrain.py SequenceConstraint) that masks and forces tokens.
     constraint: Any = None
+    # Record each generated token's log-probability (Generation.logprobs).
+    logprobs: bool = False
 
 
 @dataclass
@@ -48,6 +50,9 @@ class Generation:
     finish_reason: str  # "stop" or "length"
     prompt_tokens: int
     timings: dict[str, float] = field(default_factory=dict)
+    # With Prompt.logprobs (see api.Completion): log-probability and grammar-forced flag per token.
+    logprobs: list[float | None] | None = None
+    forced: list[bool] | None = None
 
 
 def _sync(device: torch.device) -> None:
@@ -181,5 +186,6 @@ def generate(
     finally:
         sched.close()
     return [Generation(tokens=done[i].generated, finish_reason=done[i].finish_reason,
-                       prompt_tokens=p.input_ids.numel(), timings=dict(done[i].timings))
+                       prompt_tokens=p.input_ids.numel(), timings=dict(done[i].timings),
+                       logprobs=done[i].logprobs, forced=done[i].forced_flags)
             for i, p in enumerate(prompts)]

@@ -47,6 +47,10 @@ class Sequence_:
     finish_reason: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     started: float = 0.0
+    # With prompt.logprobs: per generated token, its log-probability before any mask (None where
+    # not computed) and whether the grammar forced it.
+    logprobs: list[float | None] | None = None
+    forced_flags: list[bool] | None = None
 
     @property
     def budget(self) -> int:
@@ -97,6 +101,8 @@ class Scheduler:
                              f"{self.max_len}")
         prompt.max_new_tokens = min(prompt.max_new_tokens, self.max_len - n)
         seq = Sequence_(index, prompt)
+        if getattr(prompt, "logprobs", False):
+            seq.logprobs, seq.forced_flags = [], []
         self.waiting.append(seq)
         return seq
 
@@ -200,6 +206,10 @@ class Scheduler:
         return bitmask_to_bool(bitmask, compiler.vocab_size)
 
     def _choose(self, seqs: list[Sequence_], logits: torch.Tensor, allowed: torch.Tensor | None):
+        # Only when a sequence asked: what the model believed, before the mask ([S] or None).
+        raw, lse = logits, None
+        if any(s.logprobs is not None for s in seqs):
+            lse = torch.logsumexp(logits, dim=-1)
         if allowed is not None:
             width = min(allowed.shape[1], logits.shape[1])
             logits = logits[:, :width].masked_fill(~allowed[:, :width].to(logits.device), float("-inf"))
@@ -213,11 +223,21 @@ class Scheduler:
             picks = torch.stack(rows).argmax(-1).tolist()
         else:
             picks = [self.sampler(r) for r in rows]
+        if lse is not None:
+            first = [s.forced[0] if s.forced else p for s, p in zip(seqs, picks)]
+            index = torch.tensor(first, device=logits.device).unsqueeze(1)
+            believed = (raw.gather(1, index).squeeze(1) - lse).tolist()
         events: list[tuple[int, int]] = []
         finished: list[Sequence_] = []
-        for s, pick in zip(seqs, picks):
+        for i, (s, pick) in enumerate(zip(seqs, picks)):
+            chose = not s.forced
             tokens, done = self._append(s, pick)
             tokens = tokens[: s.budget - len(s.generated)]
+            if s.logprobs is not None and tokens:
+                only = chose and allowed is not None and s.prompt.constraint is not None \
+                    and int(allowed[i].sum()) == 1
+                s.logprobs.extend([believed[i]] + [None] * (len(tokens) - 1))
+                s.forced_flags.extend([not chose or only] + [True] * (len(tokens) - 1))
             s.generated.extend(tokens)
             events.extend((s.index, t) for t in tokens)
             if done or len(s.generated) >= s.budget:
@@ -311,7 +331,8 @@ class Session:
         for seq in self.sched.step()[1]:
             tag, prep = self._tags.pop(seq.index)
             gen = Generation(tokens=seq.generated, finish_reason=seq.finish_reason,
-                             prompt_tokens=seq.prompt.input_ids.numel(), timings=dict(seq.timings))
+                             prompt_tokens=seq.prompt.input_ids.numel(), timings=dict(seq.timings),
+                             logprobs=seq.logprobs, forced=seq.forced_flags)
             out.append((tag, self.engine._completion(gen, prep)))
         return out
 

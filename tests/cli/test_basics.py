@@ -14,7 +14,7 @@ from docextract.cli import app
 from docextract.console import Console
 from docextract.errors import InputError
 
-COMMANDS = [["run"], ["batch"], ["schemas"], ["validate"], ["pages"], ["doctor"],
+COMMANDS = [["run"], ["batch"], ["schemas"], ["validate"], ["pages"], ["doctor"], ["review"],
             ["model", "pull"], ["model", "info"], ["model", "quantize"]]
 
 

@@ -219,6 +219,7 @@ def test_schema_auto_other_is_reported(use_engine, images):
     assert res.exit_code == 1
     assert record["document_type"] == "other" and record["data"] is None
     assert record["errors"][0]["type"] == "unsupported_document"
+    assert record["needs_review"] and record["review"] == [{"loc": "", "reasons": ["validation_error"]}]
 
 
 def test_default_model_on_a_mid_size_gpu_uses_int4_experts():
