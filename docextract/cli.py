@@ -415,12 +415,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = typer.main.get_command(app).main(args=argv, prog_name="docextract",
                                                 standalone_mode=False)
+    except (BrokenPipeError, SystemExit) as exc:  # help or usage text into `| head`
+        if isinstance(exc, SystemExit) and not isinstance(exc.__context__, BrokenPipeError):
+            raise
+        console.drop_stdout()
+        code = int(ExitCode.BROKEN_PIPE)
     except click_exc.UsageError as exc:
         path = exc.ctx.command_path if exc.ctx else "docextract"
         if exc.format_message().strip():  # empty when help was shown for a bare command
             console.error(exc.format_message(), f"see '{path} --help'")
         code = int(ExitCode.USAGE)
-    except (click_exc.Abort, typer.Abort):
+    except (getattr(click_exc, "Abort", typer.Abort), typer.Abort):
         console.error("interrupted")
         code = int(ExitCode.INTERRUPTED)
     except click_exc.ClickException as exc:

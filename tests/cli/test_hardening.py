@@ -511,6 +511,20 @@ def test_20_run_stdin_closed(tmp_path):
         assert "stdin" in err and "closed" in err and "internal error" not in err
 
 
+def test_19_help_into_a_closed_pipe():
+    """`docextract run --help | head -1`: help text into a pipe whose reader left ends quietly
+    with 141, not with a traceback (typer's vendored click has no `Abort` to catch)."""
+    script = (shutil.which("docextract", path=str(Path(sys.executable).parent))
+              or f"{sys.executable} -c 'from docextract.cli import main; main()'")
+    for cmd in ("run --help", "eval --help", "--help"):
+        # `true` exits before docextract starts, so the pipe is closed when the help is written.
+        proc = subprocess.run(["bash", "-c", f"{script} {cmd} | true; exit ${{PIPESTATUS[0]}}"],
+                              capture_output=True, timeout=60)
+        err = proc.stderr.decode()
+        assert "Traceback" not in err, err
+        assert proc.returncode == 141, (cmd, proc.returncode, err)
+
+
 # ---- 22. doctor and a broken DOCEXTRACT_MODEL ----
 
 def test_22_doctor_does_not_say_ok_for_a_broken_model(tmp_path, monkeypatch):
