@@ -4,10 +4,9 @@ weights, and one scatter-add into the tokens (vLLM's stages, in plain torch).
 
 The grouped GEMM is `torch._grouped_mm` (2-D activations against a 3-D weight stack with group
 offsets) where the torch build has it on the CPU; otherwise one matmul per expert that has pairs,
-on a contiguous slice of the sorted activations. Float expert weights only (fp32, bf16, fp16):
-the maths runs in the weights' dtype, as a dense layer does (with bf16 weights the products
-accumulate in fp32 inside the GEMM and round to bf16 at each stage's output). naive.py stays the
-ground truth; int8/int4/fp8 experts go there.
+on a contiguous slice of the sorted activations. The maths runs in the weights' dtype; the
+dispatcher sends only float32 here (see `supported`), though bf16/fp16 work and are tested.
+naive.py stays the ground truth; int8/int4/fp8 experts go there.
 """
 
 from __future__ import annotations
@@ -19,9 +18,12 @@ from .quant import ExpertWeights
 
 
 def supported(x: torch.Tensor, w13: ExpertWeights, w2: ExpertWeights) -> bool:
-    """True for CPU tensors with float expert weights of x's dtype."""
-    return (x.device.type == "cpu" and w13.format == "float" and w2.format == "float"
-            and w13.data.dtype == x.dtype and w2.data.dtype == x.dtype)
+    """True for float32 CPU tensors with float32 expert weights. bf16 and fp16 stay on naive.py,
+    which multiplies in fp32: CPUs without bf16 matrix instructions run bf16 GEMMs of prefill
+    size several times slower than fp32 (bench/moe_cpu.py; bench/RESULTS.md, issue 17)."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and w13.format == "float"
+            and w2.format == "float" and w13.data.dtype == torch.float32
+            and w2.data.dtype == torch.float32)
 
 
 def _grouped_mm_works() -> bool:

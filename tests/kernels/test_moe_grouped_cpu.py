@@ -65,7 +65,9 @@ def test_cpu_dispatch_takes_grouped_unless_naive_is_asked(monkeypatch):
     monkeypatch.setenv("DOCEXTRACT_KERNELS", "naive")
     assert torch.equal(moe_experts(x, weights, ids, w13, w2), ref)
     assert calls == [1]
-    # quantised experts stay on the reference path
+    # bf16 experts (slow bf16 GEMMs on most CPUs) and quantised experts stay on the reference
+    xb, wb, ib, b13, b2 = _case(9, 2, torch.bfloat16, seed=1)
+    assert torch.equal(moe_experts(xb, wb, ib, b13, b2), naive.experts(xb, wb, ib, b13, b2))
     monkeypatch.delenv("DOCEXTRACT_KERNELS")
     q13, q2 = quantize(w13.data, "int8"), quantize(w2.data, "int8")
     assert torch.equal(moe_experts(x, weights, ids, q13, q2), naive.experts(x, weights, ids, q13, q2))
