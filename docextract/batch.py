@@ -299,6 +299,7 @@ class _Runner:
     def _record(self, doc: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
         record = {"source": display_name(doc["path"]), "sha256": doc["sha"], **fields}
         record["timing"] = {"ingest_s": round(doc["ingest_s"], 4), **record["timing"]}
+        record["max_pixels"] = self.opts.ingest_kwargs()["max_pixels"]
         self.tokens += record["timing"].get("tokens", 0)
         if not record["valid"]:
             self.counts["invalid"] += 1

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 from .console import Console, dumps
 from .errors import DocextractError, ExitCode, InputError, ModelError
 from .fsutil import atomic_write_text, display_name
+from .status import EngineStatus
 
 DEFAULT_RETRIES = 1
 
@@ -43,12 +44,12 @@ class RunOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def ingest_kwargs(self) -> dict[str, Any]:
-        from . import ingest
+        from . import budget, ingest
 
         return {
             "dpi": self.dpi or ingest.DEFAULT_DPI,
             "pages": self.pages,
-            "max_pixels": self.max_pixels or ingest.DEFAULT_MAX_PIXELS,
+            "max_pixels": self.max_pixels or budget.default_max_pixels(self.device),
             "password": self.password,
         }
 
@@ -128,8 +129,13 @@ def load_engine(opts: RunOptions, console: Console):
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    # bf16 matrix products are slow on most CPUs: float32 there.
-    dtype = "float32" if device == "cpu" else "bfloat16"
+    # bf16 matrix products are slow on most CPUs: float32 there (DOCEXTRACT_CPU_DTYPE=bfloat16
+    # to trade exactness for speed, see README).
+    dtype = os.environ.get("DOCEXTRACT_CPU_DTYPE", "float32") if device == "cpu" else "bfloat16"
+    if device == "cpu":
+        from .budget import set_cpu_threads
+
+        console.debug(f"{set_cpu_threads()} CPU threads")
     opts.experts = opts.experts or "bf16"
     console.info(f"loading model {name} ({opts.experts} experts, {device})")
     t0 = time.monotonic()
@@ -246,12 +252,14 @@ def model_info(engine) -> dict[str, str]:
     return {"name": getattr(engine, "name", "unknown"), "experts": getattr(engine, "experts", "unknown")}
 
 
-def drive(flow, engine) -> Any:
-    """Run a flow to its end, one request at a time."""
+def drive(flow, engine, progress=None) -> Any:
+    """Run a flow to its end, one request at a time; `progress` goes to engines that report it
+    (`reports_progress`, see engine/progress.py)."""
+    kwargs = {"progress": progress} if progress and getattr(engine, "reports_progress", False) else {}
     try:
         request = next(flow)
         while True:
-            (completion,) = engine.generate([request])
+            (completion,) = engine.generate([request], **kwargs)
             request = flow.send(completion)
     except StopIteration as stop:
         return stop.value
@@ -338,10 +346,10 @@ def document_flow(pages: Sequence[Any], target, model: dict[str, str], *, unmask
 
 
 def extract_document(pages: Sequence[Any], target, engine, *, unmask: bool = False,
-                     retries: int = DEFAULT_RETRIES) -> dict[str, Any]:
+                     retries: int = DEFAULT_RETRIES, progress=None) -> dict[str, Any]:
     """Record fields for one document, driving the engine one request at a time."""
     return drive(document_flow(pages, target, model_info(engine), unmask=unmask, retries=retries),
-                 engine)
+                 engine, progress)
 
 
 def feedback_text(issues) -> str:
@@ -366,20 +374,22 @@ def error_record(source: str, exc: DocextractError, *, sha256: str | None, schem
 
 
 def process_file(source: str, target, opts: RunOptions, get_engine: Callable[[], Any],
-                 stdin=None) -> dict[str, Any]:
+                 stdin=None, progress=None) -> dict[str, Any]:
     """Read one input and extract it; input errors raise InputError."""
     from . import ingest
 
     t0 = time.monotonic()
-    pages = ingest.load(source, stdin=stdin, **opts.ingest_kwargs())
+    kwargs = opts.ingest_kwargs()
+    pages = ingest.load(source, stdin=stdin, **kwargs)
     ingest_s = time.monotonic() - t0
     record: dict[str, Any] = {"source": display_name(source), "sha256": pages[0].sha256}
     try:
         record.update(extract_document(pages, target, get_engine(), unmask=opts.unmask,
-                                       retries=opts.retries))
+                                       retries=opts.retries, progress=progress))
     except InputError as exc:  # e.g. more pages than the model's context: name the file
         raise InputError(f"{display_name(source)}: {exc.message}", hint=exc.hint) from None
     record["timing"] = {"ingest_s": round(ingest_s, 4), **record["timing"]}
+    record["max_pixels"] = kwargs["max_pixels"]
     return record
 
 
@@ -407,7 +417,8 @@ def run_files(files: Sequence[str], opts: RunOptions, console: Console, *, out: 
     with console.progress("documents", total=len(files)) as bar:
         for source in files:
             try:
-                record = process_file(source, target, opts, get_engine)
+                with EngineStatus(bar) as status:
+                    record = process_file(source, target, opts, get_engine, progress=status)
             except InputError as exc:
                 if single:
                     raise
