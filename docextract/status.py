@@ -3,11 +3,12 @@
 `EngineStatus` is the `progress` callable handed to `engine.generate` (engine/progress.py): each
 `Work` event becomes the bar's "working:" field, e.g. `vision 3/12 blocks, about 40 s left`,
 `prefill 512/2739 tokens, about 2 min left`, `decode 37 tokens, 4.1 tokens/s` (with the number of
-documents when several are in flight). The estimate is the phase's elapsed time over the work
-done so far. A ticker thread refreshes the bar every TICK_S while a document is in the engine, so
-the status keeps moving through a long vision block or prefill chunk and never looks hung; it
+documents when several are in flight); before the first event, `starting, 4 s so far`. The
+estimate is the phase's elapsed time over the work done so far. A ticker thread refreshes the bar
+every TICK_S while a document is being processed, so the status keeps moving through model
+loading, grammar compilation, a long vision block or a prefill chunk and never looks hung; it
 only runs between `__enter__` and `__exit__`, and it and the engine's events touch the bar under
-one lock.
+one lock (the caller leaves the bar alone in between).
 """
 
 from __future__ import annotations
@@ -37,8 +38,13 @@ class EngineStatus:
         self._work = None
         self._phase_start = 0.0
         self._phase_first = 0  # work done when the phase's first event came
+        self._started = clock()
 
     def __enter__(self) -> EngineStatus:
+        # Before the engine's first event (reading the file, loading the model, compiling the
+        # grammar) the status says how long the document has been starting.
+        self._started = self.clock()
+        self._start_ticker()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -47,9 +53,8 @@ class EngineStatus:
             self._thread.join()
             self._thread = None
         with self._lock:
-            if self._work is not None:
-                self.bar.fields.pop(FIELD, None)
-                self._work = None
+            self.bar.fields.pop(FIELD, None)
+            self._work = None
 
     def __call__(self, work) -> None:
         now = self.clock()
@@ -58,6 +63,9 @@ class EngineStatus:
                 self._phase_start, self._phase_first = now, work.done
             self._work = work
             self._show(now)
+        self._start_ticker()
+
+    def _start_ticker(self) -> None:
         if self._thread is None and not self._stop.is_set():
             self._thread = threading.Thread(target=self._tick, name="docextract-status",
                                             daemon=True)
@@ -66,9 +74,9 @@ class EngineStatus:
     def text(self, now: float | None = None) -> str:
         """The status of the last event, e.g. 'prefill 512/2739 tokens, about 20 s left'."""
         w = self._work
-        if w is None:
-            return ""
         now = self.clock() if now is None else now
+        if w is None:
+            return f"starting, {_duration(now - self._started)} so far"
         elapsed = now - self._phase_start
         done = w.done - self._phase_first
         docs = f" ({w.sequences} documents)" if w.sequences > 1 else ""
@@ -90,5 +98,4 @@ class EngineStatus:
     def _tick(self) -> None:
         while not self._stop.wait(self.TICK_S):
             with self._lock:
-                if self._work is not None:
-                    self._show(self.clock())
+                self._show(self.clock())

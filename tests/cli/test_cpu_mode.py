@@ -103,6 +103,10 @@ def test_status_estimates_and_keeps_ticking():
     now = [100.0]
     bar = _Bar()
     with EngineStatus(bar, clock=lambda: now[0]) as status:
+        # before the engine's first event (file, model, grammar) the ticker says it is starting
+        now[0] += 5
+        assert bar.ticked.wait(timeout=30)
+        assert bar.fields["working:"] == "starting, 5 s so far"
         status(Work("vision", 0, 12, 1))
         assert bar.fields["working:"] == "vision 0/12 blocks"
         now[0] += 3
@@ -120,7 +124,8 @@ def test_status_estimates_and_keeps_ticking():
         now[0] += 2
         status(Work("decode", 10, None, 2))
         assert bar.fields["working:"] == "decode 10 tokens (2 documents), 4.0 tokens/s"
-        # a slow step: the ticker refreshes the bar from its own thread in the meantime
+        # a slow step: the ticker keeps refreshing the bar from its own thread
+        bar.ticked.clear()
         assert bar.ticked.wait(timeout=30)
     assert "working:" not in bar.fields
 
