@@ -3,21 +3,21 @@ page budgets, in one run, on a random checkpoint of the real Qwen3.5-0.8B shapes
 
 The page is a committed sample (default samples/data/gst_invoice-s1-001.pdf) read by
 `ingest.load` at each budget of `--rows` (in 32x32 tiles; 2560 was the default before issue 17).
-The request is the page image and, by default, a short instruction of ~200 tokens as in the
-issue's measurement (2,739 prompt tokens at 2560 tiles); `--run-prompt` uses the text that
-`docextract run --schema invoice` puts after the image (instruction and JSON Schema: ~4,700
-tokens with the random checkpoint's small tokenizer, fewer with the real one). Generated for one
-token: preprocessing, vision tower,
-prefill and the first greedy token. Ours is `engine.generate` (no grammar, so the first token can
-be compared with transformers; with `--schema` the grammar mask is applied too); transformers is
-`generate(max_new_tokens=1)` on the ids and pixel values of `engine.prompt` (counted in its time).
-Our rows also say when the engine's first progress event came (after the call) and the longest
-time between two events (vision blocks, prefill chunks): what the status line on stderr follows.
-Each of `--rows` runs ours, then transformers when asked, at its thread count. One warm-up of each at the
-smallest budget comes first. The table says the load average around each row: the machine may be
-shared.
+The request is the page image and, by default, a short instruction of ~200 tokens as in the issue's
+measurement (2,739 prompt tokens at 2560 tiles); `--run-prompt` uses the text that `docextract run
+--schema invoice` puts after the image (instruction and JSON Schema: ~4,700 tokens with the random
+checkpoint's small tokenizer, fewer with the real one). Generated for one token: preprocessing,
+vision tower, prefill and the first greedy token. Ours is `engine.generate` (no grammar, so the
+first token can be compared with transformers; with `--schema` the grammar mask is applied too);
+transformers is `generate(max_new_tokens=1)` on the ids and pixel values of `engine.prompt`
+(counted in its time). Our rows also say when the engine's first progress event came (after the
+call) and the longest time between two events (vision blocks, prefill chunks): what the status line
+on stderr follows. Each of `--rows` runs ours, then transformers when asked, at its thread count.
+One warm-up of each at the smallest budget comes first. The table says the load average around each
+row: the machine may be shared.
 
-    .venv/bin/python bench/cpu_page.py [--rows 2:2560+tf,2:768+tf] [--file PDF] [--dtype float32|bfloat16] [--preset 0.8b] [--run-prompt]
+    .venv/bin/python bench/cpu_page.py [--rows 2:2560+tf,2:768+tf] [--file PDF] [--depth 4,2]
+                                       [--dtype float32|bfloat16] [--preset 0.8b] [--run-prompt]
 """
 
 from __future__ import annotations
@@ -40,14 +40,16 @@ SHORT_PROMPT = ("Extract the fields of this document and answer with one JSON ob
                 "null for anything not visible on the document. Never guess or complete a value. "
                 "Fields:\ninvoice_number: the number printed at the top of the first page\n"
                 "invoice_date: the date of issue as YYYY-MM-DD\nseller_gstin: the seller's GSTIN, "
-                "15 characters such as 27AAPFU0939F1Z5\nbuyer_name: the name of the buyer as printed")
+                "15 characters such as 27AAPFU0939F1Z5\n"
+                "buyer_name: the name of the buyer as printed")
 
 
 def request_for(pages, spec, schema: bool, run_prompt: bool):
     from docextract.engine import Request
     from docextract.pipeline import prompt_for
 
-    return Request(prompt=prompt_for(spec) if run_prompt else SHORT_PROMPT, images=[p.image for p in pages],
+    return Request(prompt=prompt_for(spec) if run_prompt else SHORT_PROMPT,
+                   images=[p.image for p in pages],
                    image_labels=[f"Page {p.number}" for p in pages],
                    json_schema=spec.json_schema if schema else None, max_new_tokens=1)
 
@@ -57,11 +59,12 @@ def ours(engine, request) -> tuple[float, int, dict]:
     first progress event came after the call, and the longest time between two events)."""
     stamps: list[float] = []
     start = time.perf_counter()
-    (completion,) = engine.generate([request], progress=lambda work: stamps.append(time.perf_counter()))
+    (completion,) = engine.generate([request],
+                                    progress=lambda work: stamps.append(time.perf_counter()))
     end = time.perf_counter()
     gaps = [b - a for a, b in zip([start] + stamps, stamps + [end])]
-    timings = dict(completion.timings, first_progress_s=stamps[0] - start if stamps else end - start,
-                   longest_gap_s=max(gaps))
+    first = stamps[0] - start if stamps else end - start
+    timings = dict(completion.timings, first_progress_s=first, longest_gap_s=max(gaps))
     return end - start, completion.tokens[0], timings
 
 
@@ -122,9 +125,12 @@ def main() -> int:
 
             ref = Qwen3_5ForConditionalGeneration.from_pretrained(tmp, dtype=dtype).eval()
     build_s = time.perf_counter() - started
-    requests = {b: request_for(ingest.load(args.file, max_pixels=b * 1024), spec, args.schema, args.run_prompt)
-                for b in budgets}
-    warm = request_for(ingest.load(args.file, max_pixels=64 * 1024), spec, args.schema, args.run_prompt)
+    def page_request(tiles: int):
+        pages = ingest.load(args.file, max_pixels=tiles * 1024)
+        return request_for(pages, spec, args.schema, args.run_prompt)
+
+    requests = {b: page_request(b) for b in budgets}
+    warm = page_request(64)
     ours(engine, warm)
     if ref is not None:
         theirs(ref, engine, warm)

@@ -4,7 +4,9 @@ float32 and bfloat16, in one run. Shapes default to bench/throughput.py's MoE (h
 32 experts top-4 of width 256) at decode (8 tokens: a batch of 8 documents) and prefill sizes.
 
 Prints, per token count: median ms of --runs calls of each path, the ratio to the reference,
-and the relative RMS error of each path's output against the float32 reference.
+and the relative RMS error of each path's output against the float32 reference; plus one dense
+F.linear of an expert's gate+up shape over all the tokens, in each dtype, to show what the CPU's
+bf16 matrix products cost on their own.
 
     .venv/bin/python bench/moe_cpu.py [--threads 1] [--tokens 8,64,2048] [--runs 7]
                                       [--hidden 512 --experts 32 --top-k 4 --inter 256]
@@ -75,11 +77,16 @@ def main() -> int:
                     xd, topw, ids, *weights[dt], use_grouped_mm=True)))
             paths.append(("grouped (matmul per expert)", lambda: grouped_cpu.experts(
                 xd, topw, ids, *weights[dt], use_grouped_mm=False)))
+            # a dense layer of the same size (gate+up of one expert over all tokens) for scale
+            dense = weights[dt][0].data[0]
+            paths.append(("dense F.linear [T,H]x[2I,H]",
+                          lambda: torch.nn.functional.linear(xd, dense)))
             for label, fn in paths:
                 ms = timed(fn, args.runs)
                 base = base or ms
+                err = rel_err(ref, fn()) if label.startswith(("naive", "grouped")) else None
                 print(f"| {T} | {label} | {name} | {ms:.2f} | {base / ms:.2f}x | "
-                      f"{rel_err(ref, fn()):.1e} |")
+                      + (f"{err:.1e} |" if err is not None else "- |"))
     return 0
 
 
