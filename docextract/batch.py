@@ -28,6 +28,7 @@ from .errors import ExitCode, InputError, Interrupted, UsageError
 from .fsutil import atomic_write_text, display_name
 from . import pipeline
 from .pipeline import EngineFactory, RunOptions, error_record
+from .status import EngineStatus
 
 # Suffixes batch picks up from folders when no --glob is given.
 DOCUMENT_SUFFIXES = {".pdf", ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff",
@@ -262,8 +263,10 @@ class _Runner:
         if self.engine is None:
             self.engine = self.engine_factory(self.opts, self.console)
             if hasattr(self.engine, "session"):
+                status = ({"progress": EngineStatus(self.bar, ticker=False)}
+                          if getattr(self.engine, "reports_progress", False) else {})
                 self.session = self.engine.session(slots=self.opts.max_batch,
-                                                   memory_gib=self.opts.gpu_memory)
+                                                   memory_gib=self.opts.gpu_memory, **status)
         model = pipeline.model_info(self.engine)
         doc["flow"] = pipeline.document_flow(pages, self.target, model, unmask=self.opts.unmask,
                                              retries=self.opts.retries)

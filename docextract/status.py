@@ -29,8 +29,11 @@ def _duration(seconds: float) -> str:
 class EngineStatus:
     TICK_S = 0.5
 
-    def __init__(self, bar: Any, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, bar: Any, clock: Callable[[], float] = time.monotonic, ticker: bool = True):
         self.bar = bar
+        # Without the ticker the bar moves only on events (for a caller that updates the bar
+        # itself between them, as batch does after each record).
+        self.ticker = ticker
         self.clock = clock
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -66,7 +69,7 @@ class EngineStatus:
         self._start_ticker()
 
     def _start_ticker(self) -> None:
-        if self._thread is None and not self._stop.is_set():
+        if self.ticker and self._thread is None and not self._stop.is_set():
             self._thread = threading.Thread(target=self._tick, name="docextract-status",
                                             daemon=True)
             self._thread.start()

@@ -146,3 +146,31 @@ def test_cgroup_quota_and_threads(tmp_path):
     assert budget.cpu_threads({}, v1) == 1
     with pytest.raises(UsageError):
         budget.cpu_threads({"DOCEXTRACT_THREADS": "lots"}, v1)
+
+
+def test_batch_shows_the_engine_work_of_the_documents_in_flight(tmp_path, receipt_spec,
+                                                                monkeypatch):
+    """The real engine (tiny random model) in a batch session: status lines from its events."""
+    import io
+
+    import torch
+    from PIL import Image
+
+    from docextract.batch import run_batch
+    from docextract.console import Console
+    from docextract.engine.randomckpt import random_engine
+
+    monkeypatch.setattr(Progress, "DELAY_S", 0.0)
+    monkeypatch.setattr(Progress, "LINE_EVERY_S", 0.0)
+    for i in range(2):
+        Image.new("RGB", (96 + 32 * i, 64), (255, 255 - i, 255)).save(tmp_path / f"d{i}.png")
+    engine = random_engine("moe", "tiny", dtype=torch.float32)
+    err = io.StringIO()
+    opts = RunOptions(schema="receipt", device="cpu", max_batch=2)
+    run_batch([str(tmp_path)], opts, Console(stderr=err, stdout=io.StringIO()),
+              out=str(tmp_path / "out.jsonl"), engine_factory=lambda o, c: engine)
+    text = err.getvalue()
+    assert "working: vision 0/2 blocks (2 documents)" in text
+    assert "working: prefill 0/" in text and "working: decode " in text
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["max_pixels"] for r in records] == [budget.CPU_MAX_PIXELS] * 2
