@@ -29,7 +29,7 @@ KERNEL_CHOICES = ("auto", "naive", "triton")
 MIN_OUTPUT_ROOM = 2048
 # Prompt tokens per prefill forward on the CPU (progress every few seconds on a long page);
 # on CUDA a page goes in one forward.
-CPU_PREFILL_CHUNK = 256
+CPU_PREFILL_CHUNK = 512
 DTYPES = {
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
     "float16": torch.float16, "fp16": torch.float16,
