@@ -3,12 +3,12 @@
 `EngineStatus` is the `progress` callable handed to `engine.generate` (engine/progress.py): each
 `Work` event becomes the bar's "working:" field, e.g. `vision 3/12 blocks, about 40 s left`,
 `prefill 512/2739 tokens, about 2 min left`, `decode 37 tokens, 4.1 tokens/s` (with the number of
-documents when several are in flight); before the first event, `starting, 4 s so far`. The
-estimate is the phase's elapsed time over the work done so far. A ticker thread refreshes the bar
-every TICK_S while a document is being processed, so the status keeps moving through model
-loading, grammar compilation, a long vision block or a prefill chunk and never looks hung; it
-only runs between `__enter__` and `__exit__`, and it and the engine's events touch the bar under
-one lock (the caller leaves the bar alone in between).
+documents when several are in flight); before the first event, `starting, 4 s so far`. The estimate
+is the phase's time per unit of work up to the last event, counted down since then. A ticker thread
+refreshes the bar every TICK_S while a document is being processed, so the status keeps moving
+through model loading, grammar compilation, a long vision block or a prefill chunk and never looks
+hung; it only runs between `__enter__` and `__exit__`, and it and the engine's events touch the bar
+under one lock (the caller leaves the bar alone in between).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class EngineStatus:
         self._phase_start = 0.0
         self._phase_first = 0  # work done when the phase's first event came
         self._started = clock()
+        self._event_time = 0.0
 
     def __enter__(self) -> EngineStatus:
         # Before the engine's first event (reading the file, loading the model, compiling the
@@ -64,7 +65,7 @@ class EngineStatus:
         with self._lock:
             if self._work is None or work.phase != self._work.phase or work.done < self._work.done:
                 self._phase_start, self._phase_first = now, work.done
-            self._work = work
+            self._work, self._event_time = work, now
             self._show(now)
         self._start_ticker()
 
@@ -89,8 +90,10 @@ class EngineStatus:
         unit = "blocks" if w.phase == "vision" else "tokens"
         text = f"{w.phase} {w.done}/{w.total} {unit}{docs}"
         if done > 0 and w.total:
-            left = elapsed / done * (w.total - w.done)
-            text += f", about {_duration(left)} left"
+            # the rate up to the last event, counted down since then
+            per_unit = (self._event_time - self._phase_start) / done
+            left = per_unit * (w.total - w.done) - (now - self._event_time)
+            text += f", about {_duration(max(left, 1))} left"
         else:
             text += f", {_duration(elapsed)} so far" if elapsed >= 1 else ""
         return text

@@ -112,6 +112,8 @@ def test_status_estimates_and_keeps_ticking():
         now[0] += 3
         status(Work("vision", 1, 12, 1))
         assert bar.fields["working:"] == "vision 1/12 blocks, about 33 s left"
+        # between events the estimate counts down
+        assert status.text(now[0] + 10) == "vision 1/12 blocks, about 23 s left"
         now[0] += 1
         status(Work("prefill", 0, 2000, 2))
         now[0] += 10
