@@ -130,7 +130,7 @@ def load_engine(opts: RunOptions, console: Console):
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     # bf16 matrix products are slow on most CPUs: float32 there (DOCEXTRACT_CPU_DTYPE=bfloat16
-    # to trade exactness for speed, see README).
+    # for CPUs with bf16 matrix instructions; it changes the greedy tokens, see README).
     dtype = os.environ.get("DOCEXTRACT_CPU_DTYPE", "float32") if device == "cpu" else "bfloat16"
     if device == "cpu":
         from .budget import set_cpu_threads
@@ -255,7 +255,8 @@ def model_info(engine) -> dict[str, str]:
 def drive(flow, engine, progress=None) -> Any:
     """Run a flow to its end, one request at a time; `progress` goes to engines that report it
     (`reports_progress`, see engine/progress.py)."""
-    kwargs = {"progress": progress} if progress and getattr(engine, "reports_progress", False) else {}
+    reports = progress is not None and getattr(engine, "reports_progress", False)
+    kwargs = {"progress": progress} if reports else {}
     try:
         request = next(flow)
         while True:
