@@ -35,6 +35,7 @@ from .fsutil import (OutputLock, atomic_write_text, check_output, display_name, 
                      output_error)
 from . import grouping, pipeline
 from .pipeline import EngineFactory, RunOptions, error_record
+from .status import EngineStatus
 
 # Suffixes batch picks up from folders when no --glob is given.
 DOCUMENT_SUFFIXES = {".pdf", ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff",
@@ -449,8 +450,10 @@ class _Runner:
                 self.model_id = pipeline.model_identity(self.opts)
                 doc["key"] = self._key(inp, sha, True)
             if hasattr(self.engine, "session"):
+                status = ({"progress": EngineStatus(self.bar, ticker=False)}
+                          if getattr(self.engine, "reports_progress", False) else {})
                 self.session = self.engine.session(slots=self.opts.max_batch,
-                                                   memory_gib=self.opts.gpu_memory)
+                                                   memory_gib=self.opts.gpu_memory, **status)
             self.windowing = pipeline.windowing_for(
                 self.opts, self.engine, getattr(self.session, "slot_tokens", None))
         model = pipeline.model_info(self.engine)
@@ -507,6 +510,7 @@ class _Runner:
             head["sources"] = doc["sources"]
         record = {**head, **fields}
         record["timing"] = {"ingest_s": round(doc["ingest_s"], 4), **record["timing"]}
+        record["max_pixels"] = self.opts.ingest_kwargs()["max_pixels"]
         self.tokens += record["timing"].get("tokens", 0)
         if not record["valid"]:
             self.counts["invalid"] += 1

@@ -134,7 +134,8 @@ def load_document(files: Sequence[str], opts, stdin=None) -> tuple[list[Any], li
     return join_pages([(f, ingest.load(f, stdin=stdin, **opts.ingest_kwargs())) for f in files])
 
 
-def process_document(files: Sequence[str], target, opts, get_engine, stdin=None) -> dict[str, Any]:
+def process_document(files: Sequence[str], target, opts, get_engine, stdin=None,
+                     progress=None) -> dict[str, Any]:
     """`run --one-document`: read the files as one document and extract it (see
     pipeline.process_file); input errors raise InputError naming the file."""
     import time
@@ -150,11 +151,13 @@ def process_document(files: Sequence[str], target, opts, get_engine, stdin=None)
     try:
         record.update(pipeline.extract_document(pages, target, engine, unmask=opts.unmask,
                                                 retries=opts.retries,
-                                                windowing=pipeline.windowing_for(opts, engine)))
+                                                windowing=pipeline.windowing_for(opts, engine),
+                                                review_below=opts.review_below, progress=progress))
     except InputError as exc:  # e.g. more pages than the model's context
         raise InputError(f"{display_name(files[0])} and {len(files) - 1} more file(s): "
                          f"{exc.message}", hint=exc.hint) from None
     record["timing"] = {"ingest_s": round(ingest_s, 4), **record["timing"]}
+    record["max_pixels"] = opts.ingest_kwargs()["max_pixels"]
     return record
 
 

@@ -20,6 +20,7 @@ from .console import Console, dumps
 from .errors import DocextractError, ExitCode, InputError, ModelError
 from .fsutil import atomic_write_text, check_output, display_name, written_by_docextract
 from . import grouping, windows
+from .status import EngineStatus
 
 DEFAULT_RETRIES = 1
 
@@ -56,12 +57,12 @@ class RunOptions:
     _context_looked_up: bool = field(default=False, repr=False)
 
     def ingest_kwargs(self) -> dict[str, Any]:
-        from . import ingest
+        from . import budget, ingest
 
         return {
             "dpi": self.dpi or ingest.DEFAULT_DPI,
             "pages": self.pages,
-            "max_pixels": self.max_pixels or ingest.DEFAULT_MAX_PIXELS,
+            "max_pixels": self.max_pixels or budget.default_max_pixels(self.device),
             "password": self.password,
             "max_image_tokens": self.model_context(),
         }
@@ -191,8 +192,13 @@ def load_engine(opts: RunOptions, console: Console):
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    # bf16 matrix products are slow on most CPUs: float32 there.
-    dtype = "float32" if device == "cpu" else "bfloat16"
+    # bf16 matrix products are slow on most CPUs: float32 there (DOCEXTRACT_CPU_DTYPE=bfloat16
+    # for CPUs with bf16 matrix instructions; it changes the greedy tokens, see README).
+    dtype = os.environ.get("DOCEXTRACT_CPU_DTYPE", "float32") if device == "cpu" else "bfloat16"
+    if device == "cpu":
+        from .budget import set_cpu_threads
+
+        console.debug(f"{set_cpu_threads()} CPU threads")
     opts.experts = opts.experts or "bf16"
     console.info(f"loading model {name} ({opts.experts} experts, {device})")
     t0 = time.monotonic()
@@ -336,15 +342,18 @@ def model_info(engine) -> dict[str, str]:
     return {"name": getattr(engine, "name", "unknown"), "experts": getattr(engine, "experts", "unknown")}
 
 
-def drive(flow, engine) -> Any:
-    """Run a flow to its end; the requests a flow yields together are generated together."""
+def drive(flow, engine, progress=None) -> Any:
+    """Run a flow to its end; the requests a flow yields together are generated together.
+    `progress` goes to engines that report it (`reports_progress`, see engine/progress.py)."""
+    reports = progress is not None and getattr(engine, "reports_progress", False)
+    kwargs = {"progress": progress} if reports else {}
     try:
         request = next(flow)
         while True:
             if isinstance(request, list):
-                request = flow.send(engine.generate(request))
+                request = flow.send(engine.generate(request, **kwargs))
                 continue
-            (completion,) = engine.generate([request])
+            (completion,) = engine.generate([request], **kwargs)
             request = flow.send(completion)
     except StopIteration as stop:
         return stop.value
@@ -456,11 +465,11 @@ def document_flow(pages: Sequence[Any], target, model: dict[str, str], *, unmask
 
 def extract_document(pages: Sequence[Any], target, engine, *, unmask: bool = False,
                      retries: int = DEFAULT_RETRIES, windowing=None,
-                     review_below: float | None = None) -> dict[str, Any]:
+                     review_below: float | None = None, progress=None) -> dict[str, Any]:
     """Record fields for one document, driving the engine one request (or window set) at a
     time."""
     return drive(document_flow(pages, target, model_info(engine), unmask=unmask, retries=retries,
-                               windowing=windowing, review_below=review_below), engine)
+                               windowing=windowing, review_below=review_below), engine, progress)
 
 
 def feedback_text(issues) -> str:
@@ -485,12 +494,13 @@ def error_record(source: str, exc: DocextractError, *, sha256: str | None, schem
 
 
 def process_file(source: str, target, opts: RunOptions, get_engine: Callable[[], Any],
-                 stdin=None) -> dict[str, Any]:
+                 stdin=None, progress=None) -> dict[str, Any]:
     """Read one input and extract it; input errors raise InputError."""
     from . import ingest
 
     t0 = time.monotonic()
-    pages = ingest.load(source, stdin=stdin, **opts.ingest_kwargs())
+    kwargs = opts.ingest_kwargs()
+    pages = ingest.load(source, stdin=stdin, **kwargs)
     ingest_s = time.monotonic() - t0
     record: dict[str, Any] = {"source": display_name(source), "sha256": pages[0].sha256}
     try:
@@ -498,10 +508,11 @@ def process_file(source: str, target, opts: RunOptions, get_engine: Callable[[],
         record.update(extract_document(pages, target, engine, unmask=opts.unmask,
                                        retries=opts.retries,
                                        windowing=windowing_for(opts, engine),
-                                       review_below=opts.review_below))
+                                       review_below=opts.review_below, progress=progress))
     except InputError as exc:  # e.g. more pages than the model's context: name the file
         raise InputError(f"{display_name(source)}: {exc.message}", hint=exc.hint) from None
     record["timing"] = {"ingest_s": round(ingest_s, 4), **record["timing"]}
+    record["max_pixels"] = kwargs["max_pixels"]
     if opts.annotate:
         from . import annotate
 
@@ -540,8 +551,11 @@ def run_files(files: Sequence[str], opts: RunOptions, console: Console, *, out: 
         for doc in documents:
             source = doc[0]
             try:
-                record = (process_file(source, target, opts, get_engine) if len(doc) == 1 else
-                          grouping.process_document(doc, target, opts, get_engine))
+                with EngineStatus(bar) as status:
+                    record = (process_file(source, target, opts, get_engine, progress=status)
+                              if len(doc) == 1 else
+                              grouping.process_document(doc, target, opts, get_engine,
+                                                        progress=status))
             except InputError as exc:
                 if single:
                     raise

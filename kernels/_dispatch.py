@@ -62,6 +62,11 @@ def use_triton(impl: str | None, *tensors: torch.Tensor, op: str | None = None) 
     return True
 
 
+def wants_naive(impl: str | None) -> bool:
+    """True when the reference is asked for by name (`impl` or DOCEXTRACT_KERNELS=naive)."""
+    return (impl if impl is not None else os.environ.get(ENV, "auto")) == "naive"
+
+
 def check(cond: bool, message: str) -> None:
     """Raise ValueError(message) unless cond (shape and dtype validation of the public ops)."""
     if not cond:

@@ -41,8 +41,12 @@ class GrammarCompiler:
     """Built once per tokenizer (the vocabulary scan takes a few seconds on 248k tokens); compiled
     grammars are cached per schema."""
 
-    def __init__(self, tokenizer_json: str, vocab_size: int, stop_ids: Sequence[int]):
+    def __init__(self, tokenizer_json: str, vocab_size: int, stop_ids: Sequence[int],
+                 mask_threads: int | None = None):
         llg = _llguidance()
+        # Threads of the mask executor (None: the library's default, 80% of the CPUs). A CPU
+        # engine passes 1: the masks are computed while torch runs the forward on every core.
+        self.mask_threads = mask_threads
         self._llg = llg
         self.vocab_size = int(vocab_size)
         self.stop_ids = list(stop_ids)
@@ -81,7 +85,7 @@ class GrammarCompiler:
         if not rows:
             return
         if self._executor is None:
-            self._executor = self._llg.LLExecutor()
+            self._executor = self._llg.LLExecutor(num_threads=self.mask_threads)
         self._executor.unsafe_compute_mask_ptr([(c.matcher, i) for c, i in rows],
                                                bitmask.data_ptr(), bitmask.shape[1] * 4,
                                                bitmask.shape[0])

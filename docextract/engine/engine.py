@@ -19,6 +19,7 @@ from .api import Completion, Request
 from .config import ModelConfig, load_config
 from .constrain import GrammarCompiler
 from .generate import LogitsProcessor, Prompt, generate
+from .progress import ProgressFn
 from .processor import ImageProcessor, mrope_positions
 from .quant import REQUESTS, load_model
 from .qwen3_5 import Batch, Model
@@ -29,6 +30,9 @@ EXPERT_FORMATS = REQUESTS
 KERNEL_CHOICES = ("auto", "naive", "triton")
 # Output tokens a prompt must leave room for (or its whole budget when smaller).
 MIN_OUTPUT_ROOM = 2048
+# Prompt tokens per prefill forward on the CPU (progress every few seconds on a long page);
+# on CUDA a page goes in one forward.
+CPU_PREFILL_CHUNK = 512
 DTYPES = {
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
     "float16": torch.float16, "fp16": torch.float16,
@@ -77,6 +81,9 @@ def _check_kernels(kernels: str, device: torch.device) -> None:
 class Engine:
     """A loaded Qwen3.5 checkpoint with its tokenizer and image processor."""
 
+    # generate() takes a `progress` callable (engine/progress.py); test fakes may not.
+    reports_progress = True
+
     def __init__(self, model: Model, tokenizer: Tokenizer, processor: ImageProcessor, *, name: str,
                  experts: str = "bf16", kernels: str = "auto", max_batch: int = 8):
         _check_kernels(kernels, model.device)
@@ -91,6 +98,8 @@ class Engine:
         model.kernels = None if kernels == "auto" else kernels
         # Requests generated together in one batch (one cache slot each).
         self.max_batch = max_batch
+        # Prompt tokens per prefill forward (None: all at once).
+        self.prefill_chunk = CPU_PREFILL_CHUNK if model.device.type == "cpu" else None
         self._grammars: GrammarCompiler | None = None
         # What the loader found (files, dtypes, quantisation, skipped MTP tensors); None when
         # the engine was built around a model in memory.
@@ -240,8 +249,9 @@ class Engine:
         if self._grammars is None:
             stops = [self.tokenizer.im_end_id] + [i for i in self.tokenizer.stop_ids
                                                   if i != self.tokenizer.im_end_id]
-            self._grammars = GrammarCompiler(self.tokenizer.to_json(),
-                                             self.config.text_config.vocab_size, stops)
+            self._grammars = GrammarCompiler(
+                self.tokenizer.to_json(), self.config.text_config.vocab_size, stops,
+                mask_threads=1 if self.model.device.type == "cpu" else None)
         return self._grammars
 
     def _fit_context(self, prompt: Prompt, context: int | None = None) -> None:
@@ -264,10 +274,12 @@ class Engine:
                              f"of {context:,} tokens",
                              hint="select fewer pages with --pages, or shrink them with --max-pixels")
 
-    def generate(self, requests: Sequence[Request]) -> list[Completion]:
+    def generate(self, requests: Sequence[Request], *,
+                 progress: ProgressFn | None = None) -> list[Completion]:
         """Greedy completions, continuously batched: up to `max_batch` requests decode together
         and a waiting one joins as soon as one finishes. A request with a `json_schema` is
-        decoded under that schema's grammar (compact JSON)."""
+        decoded under that schema's grammar (compact JSON). `progress` is called with the work
+        done (vision blocks, prefill tokens, decode tokens; engine/progress.py)."""
         for r in requests:
             if r.json_schema is not None:
                 self.grammars.grammar(r.json_schema)  # refuse an unusable schema up front
@@ -282,12 +294,13 @@ class Engine:
             prompts.append(p)
             prepare.append(time.perf_counter() - start)
         gens = generate(self.model, prompts, stop_ids=list(self.tokenizer.stop_ids),
-                        max_batch=self.max_batch)
+                        max_batch=self.max_batch, prefill_chunk=self.prefill_chunk,
+                        progress=progress)
         return [self._completion(g, s) for g, s in zip(gens, prepare)]
 
     def session(self, *, slots: int | None = None, slot_tokens: int | None = None,
                 memory_gib: float | None = None, graphs: bool | None = None,
-                warm_up: bool = True):
+                warm_up: bool = True, progress: ProgressFn | None = None):
         """A continuously batched session over a slot pool allocated now (see scheduler.Session).
 
         `slot_tokens` (default: the model's context, at most 65,536) bounds prompt + answer of
@@ -296,7 +309,8 @@ class Engine:
         `max_batch`. `graphs`: CUDA graphs of the decode step (default: on CUDA with the Triton
         kernels; DOCEXTRACT_CUDA_GRAPHS=0 turns them off). With the Triton kernels the ops are
         self-checked first, and `warm_up` runs the prefill and decode shapes the session will use
-        now (a progress line), so that no document pays a kernel compile."""
+        now (a progress line), so that no document pays a kernel compile. `progress`: see
+        generate()."""
         from .scheduler import Session, slot_bytes
 
         ctx = self.config.text_config.max_position_embeddings
@@ -317,7 +331,8 @@ class Engine:
         if graphs is None and os.environ.get("DOCEXTRACT_CUDA_GRAPHS", "1") == "0":
             graphs = False
         self.self_check()
-        session = Session(self, slots=slots, slot_tokens=slot_tokens, graphs=graphs)
+        session = Session(self, slots=slots, slot_tokens=slot_tokens, graphs=graphs,
+                          progress=progress)
         # (on the CPU the Triton interpreter compiles nothing: no warm-up there)
         if warm_up and self.model.device.type == "cuda" and self.uses_triton():
             from .warmup import warm_up as run_warm_up

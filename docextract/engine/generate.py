@@ -20,6 +20,7 @@ import torch
 
 from ..errors import ModelError
 from .processor import mrope_positions
+from .progress import ProgressFn, Work
 from .qwen3_5 import Batch, Model
 from .scheduler import greedy
 
@@ -60,7 +61,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _prepare(model: Model, prompts: Sequence[Prompt]) -> tuple[list[torch.Tensor], list[torch.Tensor], list[int]]:
+def _prepare(model: Model, prompts: Sequence[Prompt], progress: ProgressFn | None = None,
+             ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[int]]:
     """Embeddings [T_s, H], positions [3, T_s] and rope delta of each prompt; the vision tower
     runs once over the images of all prompts."""
     merge = model.config.vision_config.spatial_merge_size
@@ -68,7 +70,12 @@ def _prepare(model: Model, prompts: Sequence[Prompt]) -> tuple[list[torch.Tensor
     image_embeds: dict[int, torch.Tensor] = {}
     if with_images:
         grids = torch.cat([p.image_grid_thw for p in with_images])
-        embeds = model.encode_images(torch.cat([p.pixel_values for p in with_images]), grids)
+        after_block = None
+        if progress is not None:
+            depth, n = len(model.model.visual.blocks), len(with_images)
+            after_block = lambda i: progress(Work("vision", i, depth, n))  # noqa: E731
+        embeds = model.encode_images(torch.cat([p.pixel_values for p in with_images]), grids,
+                                     after_block)
         sizes = [int(g.prod()) // (merge * merge) for p in with_images for g in p.image_grid_thw]
         parts = iter(embeds.split(sizes))
         for p in with_images:
@@ -87,19 +94,24 @@ def _prepare(model: Model, prompts: Sequence[Prompt]) -> tuple[list[torch.Tensor
 
 
 def prefill(
-    model: Model, prompts: Sequence[Prompt], cache, slots: Sequence[int], chunk: int | None = None
+    model: Model, prompts: Sequence[Prompt], cache, slots: Sequence[int], chunk: int | None = None,
+    progress: ProgressFn | None = None,
 ) -> tuple[torch.Tensor, list[int], float]:
     """Feed every prompt into its cache slot. -> (last-token logits [S, V] fp32, rope deltas, vision seconds).
 
     With `chunk`, at most `chunk` tokens of each prompt go into one forward (chunked prefill).
+    `progress` receives vision blocks and prompt tokens done (engine/progress.py).
     """
     start = time.perf_counter()
-    embeds, positions, deltas = _prepare(model, prompts)
+    embeds, positions, deltas = _prepare(model, prompts, progress)
     _sync(model.device)
     vision_s = time.perf_counter() - start
     lengths = [e.shape[0] for e in embeds]
     step = chunk or max(lengths)
     last: list[torch.Tensor | None] = [None] * len(prompts)
+    total, done = sum(lengths), 0
+    if progress is not None:
+        progress(Work("prefill", 0, total, len(prompts)))
     for lo in range(0, max(lengths), step):
         active = [s for s, n in enumerate(lengths) if n > lo]
         pieces = [(min(lengths[s], lo + step) - lo) for s in active]
@@ -110,12 +122,15 @@ def prefill(
         for s, row in zip(active, ends.tolist()):
             if lengths[s] <= lo + step:
                 last[s] = hidden[row]
+        if progress is not None:
+            done += sum(pieces)
+            progress(Work("prefill", done, total, len(prompts)))
     logits = model.lm_logits(torch.stack(last)).float()
     return logits, deltas, vision_s
 
 
 def _scheduler(model: Model, prompts: Sequence[Prompt], stop_ids: Sequence[int], sampler: Sampler,
-               prefill_chunk: int | None, max_batch: int | None):
+               prefill_chunk: int | None, max_batch: int | None, progress: ProgressFn | None = None):
     """A scheduler sized for `prompts` (at most `max_batch` slots) with every prompt queued."""
     from .scheduler import Scheduler
 
@@ -124,7 +139,7 @@ def _scheduler(model: Model, prompts: Sequence[Prompt], stop_ids: Sequence[int],
     slots = min(len(prompts), max_batch or len(prompts))
     max_len = max(p.input_ids.numel() + p.max_new_tokens for p in prompts)
     sched = Scheduler(model, num_slots=slots, max_len=max_len, stop_ids=stop_ids,
-                      sampler=sampler, prefill_chunk=prefill_chunk)
+                      sampler=sampler, prefill_chunk=prefill_chunk, progress=progress)
     for i, p in enumerate(prompts):
         sched.add(p, i)
     return sched
@@ -139,6 +154,7 @@ def generate_step(
     prefill_chunk: int | None = None,
     timings: dict[str, float] | None = None,
     max_batch: int | None = None,
+    progress: ProgressFn | None = None,
 ) -> Iterator[list[tuple[int, int]]]:
     """Yield, step after step, (prompt index, token) for every token appended in that step.
 
@@ -147,11 +163,12 @@ def generate_step(
     `stop_ids` (which it yields) or after its max_new_tokens. A sequence with a grammar
     `constraint` may append several tokens in one step (the tokens the grammar forces are fed to
     the model together). `timings`, when given, receives vision_s, prefill_s and decode_s (of the
-    last sequence to finish) and mask_s (all masks).
+    last sequence to finish) and mask_s (all masks). `progress` receives the work done
+    (engine/progress.py).
     """
     if not prompts:
         return
-    sched = _scheduler(model, prompts, stop_ids, sampler, prefill_chunk, max_batch)
+    sched = _scheduler(model, prompts, stop_ids, sampler, prefill_chunk, max_batch, progress)
     timings = {} if timings is None else timings
     try:
         while sched.has_work:
@@ -172,12 +189,14 @@ def generate(
     sampler: Sampler = greedy,
     prefill_chunk: int | None = None,
     max_batch: int | None = None,
+    progress: ProgressFn | None = None,
 ) -> list[Generation]:
     """Run every prompt to the end (continuously batched, `max_batch` at once): tokens (a final
-    stop token included), finish reason and each sequence's own timings."""
+    stop token included), finish reason and each sequence's own timings. `progress` receives the
+    work done (engine/progress.py)."""
     if not prompts:
         return []
-    sched = _scheduler(model, prompts, stop_ids, sampler, prefill_chunk, max_batch)
+    sched = _scheduler(model, prompts, stop_ids, sampler, prefill_chunk, max_batch, progress)
     done: dict[int, object] = {}
     try:
         while sched.has_work:

@@ -443,9 +443,12 @@ class Model(nn.Module):
         """Decoding state for `num_slots` sequences of up to `max_len` tokens each."""
         return Cache(self.config.text_config, num_slots, max_len, dtype=self.dtype, device=self.device)
 
-    def encode_images(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> torch.Tensor:
-        """pixel_values [N, patch_dim], image_grid_thw [n, 3] -> [N / merge^2, H] image tokens."""
-        return self.model.visual(pixel_values.to(self.device, self.dtype), image_grid_thw)
+    def encode_images(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor,
+                      after_block=None) -> torch.Tensor:
+        """pixel_values [N, patch_dim], image_grid_thw [n, 3] -> [N / merge^2, H] image tokens;
+        `after_block(blocks done)` reports progress (see vision.VisionModel.forward)."""
+        return self.model.visual(pixel_values.to(self.device, self.dtype), image_grid_thw,
+                                 after_block)
 
     def embed(self, input_ids: torch.Tensor, image_embeds: torch.Tensor | None = None, *,
               images: bool = True) -> torch.Tensor:

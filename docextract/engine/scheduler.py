@@ -24,6 +24,7 @@ import torch
 
 from ..errors import ModelError
 from .constrain import bitmask_to_bool
+from .progress import ProgressFn, Work
 from .qwen3_5 import Batch, Model
 
 Sampler = Callable[[torch.Tensor], int]
@@ -62,7 +63,8 @@ class Scheduler:
 
     def __init__(self, model: Model, *, num_slots: int, max_len: int, stop_ids: Sequence[int] = (),
                  sampler: Sampler = greedy, prefill_tokens: int = 16384,
-                 prefill_chunk: int | None = None, graphs: bool | None = False):
+                 prefill_chunk: int | None = None, graphs: bool | None = False,
+                 progress: ProgressFn | None = None):
         if num_slots < 1:
             raise ModelError("engine: the state pool needs at least one slot")
         self.model = model
@@ -72,6 +74,8 @@ class Scheduler:
         self.sampler = sampler
         self.prefill_tokens = prefill_tokens
         self.prefill_chunk = prefill_chunk
+        # Called with the work done (engine/progress.py): vision, prefill chunks, decode steps.
+        self.progress = progress
         # CUDA graphs of the decode step (engine/graphs.py); None: when the model is on CUDA with
         # the Triton kernels. With graphs every decode step feeds one token per sequence, so that
         # tokens the grammar forces are fed over several graph replays instead of one eager
@@ -119,7 +123,12 @@ class Scheduler:
         admitted = self._admit()
         if admitted:
             return self._prefill(admitted)
-        return self._decode()
+        events, finished = self._decode()
+        if self.progress is not None and events:
+            running = self.running + finished
+            self.progress(Work("decode", sum(len(s.generated) for s in running), None,
+                               len(running)))
+        return events, finished
 
     def _admit(self) -> list[Sequence_]:
         admitted: list[Sequence_] = []
@@ -143,7 +152,7 @@ class Scheduler:
         with torch.inference_mode():
             logits, deltas, vision_s = prefill(self.model, [s.prompt for s in admitted],
                                                self.cache, [s.slot for s in admitted],
-                                               self.prefill_chunk)
+                                               self.prefill_chunk, self.progress)
         allowed = self._masks_for(admitted)
         prefill_s = time.perf_counter() - start
         for seq, delta in zip(admitted, deltas):
@@ -292,12 +301,15 @@ class Session:
     """The batch runner's view of the engine: requests in (with a tag), completions out, all
     continuously batched over one slot pool allocated at start-up."""
 
-    def __init__(self, engine, *, slots: int, slot_tokens: int, graphs: bool | None = None):
+    def __init__(self, engine, *, slots: int, slot_tokens: int, graphs: bool | None = None,
+                 progress: ProgressFn | None = None):
         self.engine = engine
         self.slots = slots
         self.slot_tokens = slot_tokens
         self.sched = Scheduler(engine.model, num_slots=slots, max_len=slot_tokens,
-                               stop_ids=list(engine.tokenizer.stop_ids), graphs=graphs)
+                               stop_ids=list(engine.tokenizer.stop_ids), graphs=graphs,
+                               prefill_chunk=getattr(engine, "prefill_chunk", None),
+                               progress=progress)
         self._tags: dict[int, tuple[object, float]] = {}
         self._next = 0
 

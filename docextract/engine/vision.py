@@ -7,6 +7,8 @@ one window, so the merger is a reshape.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -181,8 +183,11 @@ class VisionModel(nn.Module):
         self.blocks = nn.ModuleList(VisionBlock(config, dtype) for _ in range(config.depth))
         self.merger = PatchMerger(config, dtype)
 
-    def forward(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
-        """pixel_values [N, patch_dim] (merge-window order), grid_thw [n, 3] -> [N / merge^2, out]."""
+    def forward(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor,
+                after_block: Callable[[int], None] | None = None) -> torch.Tensor:
+        """pixel_values [N, patch_dim] (merge-window order), grid_thw [n, 3] -> [N / merge^2, out].
+
+        `after_block(i)` is called with the number of blocks done, 0 before the first."""
         cfg, merge = self.config, self.config.spatial_merge_size
         grid_thw = grid_thw.cpu()
         x = self.patch_embed(pixel_values)
@@ -191,6 +196,10 @@ class VisionModel(nn.Module):
         rope = (cos.to(x.device), sin.to(x.device))
         # Attention stays inside each frame of each image.
         seq_lens = [h * w for t, h, w in grid_thw.tolist() for _ in range(t)]
-        for block in self.blocks:
+        if after_block is not None:
+            after_block(0)
+        for i, block in enumerate(self.blocks):
             x = block(x, seq_lens, rope)
+            if after_block is not None:
+                after_block(i + 1)
         return self.merger(x)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from .._dispatch import check, check_float, use_triton
-from . import naive
+from .._dispatch import check, check_float, use_triton, wants_naive
+from . import grouped_cpu, naive
 from .quant import ExpertWeights, as_expert_weights, dequantize, quantize
 
 
@@ -77,6 +77,9 @@ def moe_experts(
         return fused.experts(
             x.contiguous(), topk_weights.contiguous(), topk_ids.contiguous(), w13, w2, config
         )
+    # On the CPU: grouped GEMMs over the sorted pairs (float experts), unless naive is asked for.
+    if not wants_naive(impl) and grouped_cpu.supported(x, w13, w2):
+        return grouped_cpu.experts(x, topk_weights, topk_ids, w13, w2)
     return naive.experts(x, topk_weights, topk_ids, w13, w2)
 
 
