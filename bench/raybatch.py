@@ -61,7 +61,7 @@ def main() -> int:
     docs = tmp / "docs"
     make_docs(docs, args.docs)
     ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="ERROR",
-             log_to_driver=False)
+             log_to_driver=False, _node_ip_address="127.0.0.1")
     console = Console(quiet=True, progress_enabled=False)
 
     def opts() -> RunOptions:

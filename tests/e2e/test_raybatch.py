@@ -49,7 +49,9 @@ def comparable(record: dict) -> dict:
 def cluster():
     import ray
 
+    # loopback only: the test cluster never listens on or dials another address
     ray.init(num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             _node_ip_address="127.0.0.1",
              namespace="docextract")
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
@@ -69,7 +71,10 @@ def invoke(*args):
 def test_same_records_as_a_local_batch(cluster, actors, short_model, tmp_path):
     docs = make_docs(tmp_path / "in", 40)
     local, remote = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
-    common = [str(docs), "-s", "pan", "--model", str(short_model), *SMALL]
+    # One document at a time on both sides: which documents share a decode step depends on
+    # timing, and float32 sums over different batch shapes can flip a near-tie of a random model.
+    one = [a if a != "8" else "1" for a in SMALL]
+    common = [str(docs), "-s", "pan", "--model", str(short_model), *one]
     res = invoke("batch", *common, "--out", str(local))
     assert res.exit_code in (0, 1), res.output
     res = invoke("batch", *common, "--out", str(remote), "--ray", cluster)
