@@ -144,7 +144,8 @@ def test_no_model_offline_is_exit_4_with_hint(receipt_spec, images, monkeypatch)
     monkeypatch.setattr(hub, "cached", lambda repo, revision=None: None)
     res = invoke("run", images[0], "-s", "receipt", "--offline", "--device", "cpu")
     assert res.exit_code == 4
-    lines = res.stderr.splitlines()
+    # (a plain progress line may come first when the machine is slow)
+    lines = [line for line in res.stderr.splitlines() if not line.startswith("documents: ")]
     assert lines[0] == "no --model given: using Qwen/Qwen3.5-0.8B (bf16 experts), the default for no GPU"
     assert lines[1].startswith("error: Qwen/Qwen3.5-0.8B is not downloaded and downloads are off")
     assert lines[2].startswith("hint: run 'docextract model pull Qwen/Qwen3.5-0.8B'")
