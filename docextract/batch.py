@@ -301,6 +301,36 @@ def _foreign(out: str, line: int | None) -> UsageError:
                       hint="choose another --out, or add --force to replace that file")
 
 
+def gather(paths: Sequence[str], glob: str | None, out: str, group_by: str | None
+           ) -> tuple[list, list[str]]:
+    """The batch's documents (grouped as `group_by` says) and the files named directly; `out`
+    is checked first (before any work) unless it is stdout."""
+    to_stdout = out == "-"
+    direct = [p for p in paths if p != "-" and not os.path.isdir(p)]
+    if not to_stdout:
+        check_output(out, inputs=direct, force=True)
+    inputs = collect_documents(paths, glob, exclude=None if to_stdout else Path(out))
+    if not inputs:
+        raise UsageError("no documents found in the given paths",
+                         hint="check the folder, or pass --glob '*.ext' to pick other files")
+    return grouping.batch_documents(inputs, group_by, paths), direct
+
+
+def open_sink(out: str, direct: Sequence[str], *, resume: bool, force: bool
+              ) -> tuple[OutputLock | None, dict[str, dict[str, Any]], Any]:
+    """(lock, finished records by key, the file records are appended to) for `out`; all
+    None/empty for stdout."""
+    if out == "-":
+        return None, {}, None
+    target, lock, existing = open_output(out, inputs=direct, resume=resume, force=force)
+    try:
+        return lock, existing, open(target.real, "a", encoding="utf-8")
+    except OSError as exc:
+        if lock is not None:
+            lock.__exit__(None, None, None)
+        raise output_error(out, exc) from None
+
+
 def run_batch(paths: Sequence[str], opts: RunOptions, console: Console, *, out: str,
               glob: str | None = None, resume: bool = True, workers: int = 2,
               engine_factory: EngineFactory | None = None, force: bool = False,
@@ -311,25 +341,8 @@ def run_batch(paths: Sequence[str], opts: RunOptions, console: Console, *, out: 
     engine_factory = engine_factory or pipeline.load_engine
     target = pipeline.resolve_schema(opts.schema, console)
     to_stdout = out == "-"
-    direct = [p for p in paths if p != "-" and not os.path.isdir(p)]
-    if not to_stdout:
-        check_output(out, inputs=direct, force=True)
-    inputs = collect_documents(paths, glob, exclude=None if to_stdout else Path(out))
-    if not inputs:
-        raise UsageError("no documents found in the given paths",
-                         hint="check the folder, or pass --glob '*.ext' to pick other files")
-    inputs = grouping.batch_documents(inputs, group_by, paths)
-    lock = None
-    existing: dict[str, dict[str, Any]] = {}
-    sink = None
-    if not to_stdout:
-        out_target, lock, existing = open_output(out, inputs=direct, resume=resume, force=force)
-        try:
-            sink = open(out_target.real, "a", encoding="utf-8")
-        except OSError as exc:
-            if lock is not None:
-                lock.__exit__(None, None, None)
-            raise output_error(out, exc) from None
+    inputs, direct = gather(paths, glob, out, group_by)
+    lock, existing, sink = open_sink(out, direct, resume=resume, force=force)
     settings = opts.decoding_settings()
     runner = _Runner(console, opts, target, engine_factory, existing, pipeline.model_identity(opts),
                      settings, sink, out)

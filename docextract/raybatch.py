@@ -27,14 +27,13 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Sequence
 
 from . import batch, grouping, pipeline
 from .console import Console
 from .errors import ExitCode, InputError, ModelError, UsageError
-from .fsutil import check_output, display_name, output_error
+from .fsutil import display_name
 from .pipeline import RunOptions, error_record
 
 MAX_ATTEMPTS = 3
@@ -279,24 +278,8 @@ def run_ray_batch(paths: Sequence[str], opts: RunOptions, console: Console, *, o
         raise UsageError(f"unknown --group-by {group_by!r}", hint="use folder or stem")
     target = pipeline.resolve_schema(opts.schema, console)
     to_stdout = out == "-"
-    direct = [p for p in paths if p != "-" and not os.path.isdir(p)]
-    if not to_stdout:
-        check_output(out, inputs=direct, force=True)
-    inputs = batch.collect_documents(paths, glob, exclude=None if to_stdout else Path(out))
-    if not inputs:
-        raise UsageError("no documents found in the given paths",
-                         hint="check the folder, or pass --glob '*.ext' to pick other files")
-    inputs = grouping.batch_documents(inputs, group_by, paths)
-    lock, existing, sink = None, {}, None
-    if not to_stdout:
-        target_out, lock, existing = batch.open_output(out, inputs=direct, resume=resume,
-                                                       force=force)
-        try:
-            sink = open(target_out.real, "a", encoding="utf-8")
-        except OSError as exc:
-            if lock is not None:
-                lock.__exit__(None, None, None)
-            raise output_error(out, exc) from None
+    inputs, direct = batch.gather(paths, glob, out, group_by)
+    lock, existing, sink = batch.open_sink(out, direct, resume=resume, force=force)
     settings = opts.decoding_settings()
     model_id = pipeline.model_identity(opts)
     writer = batch._Runner(console, opts, target, None, existing, model_id, settings, sink, out)
