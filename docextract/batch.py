@@ -33,7 +33,7 @@ from .console import Console, dumps
 from .errors import ExitCode, InputError, Interrupted, Terminated, UsageError
 from .fsutil import (OutputLock, atomic_write_text, check_output, display_name, is_record,
                      output_error)
-from . import grouping, pipeline
+from . import budget, grouping, pipeline
 from .pipeline import EngineFactory, RunOptions, error_record
 from .status import EngineStatus
 
@@ -347,7 +347,7 @@ def run_batch(paths: Sequence[str], opts: RunOptions, console: Console, *, out: 
     runner = _Runner(console, opts, target, engine_factory, existing, pipeline.model_identity(opts),
                      settings, sink, out)
     runner.fsync = lock is not None  # not on a device or FIFO (/dev/stdout, /dev/null)
-    docs = _prefetch(inputs, opts, workers)
+    docs = _prefetch(inputs, opts, budget.reader_threads(workers, opts.device))
     try:
         with _StopFlag() as stop, console.progress("documents", total=len(inputs)) as bar:
             runner.run(docs, stop, bar)

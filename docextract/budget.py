@@ -8,7 +8,11 @@ text and the digits of GSTINs and HSN codes in 6.8-point table cells stay readab
 the committed samples, see README "Page budget"). `--max-pixels` overrides both.
 
 Threads: torch's intra-op threads are set from the cores this process may use (its CPU affinity,
-and a cgroup CPU quota when there is one), unless OMP_NUM_THREADS or DOCEXTRACT_THREADS says.
+and a cgroup CPU quota when there is one), unless OMP_NUM_THREADS or DOCEXTRACT_THREADS says. The
+threads that read and render documents ahead of the engine (`batch --workers`) are capped from the
+same count: with a CPU engine, the cores torch's threads leave free (at least one), elsewhere the
+usable cores. The grammar library computes masks on one thread of its own with a CPU engine
+(engine.Engine.grammars), and in the time the forward runs.
 """
 
 from __future__ import annotations
@@ -92,6 +96,31 @@ def cpu_threads(environ: dict[str, str] | None = None,
     if env.get("OMP_NUM_THREADS"):
         return None
     return usable_cores(root)
+
+
+def _torch_threads(env: dict[str, str], root: str | os.PathLike) -> int:
+    """The intra-op threads a CPU engine runs with (see cpu_threads; OMP_NUM_THREADS when torch
+    follows it)."""
+    n = cpu_threads(env, root)
+    if n is None:
+        try:
+            n = int(env["OMP_NUM_THREADS"].split(",")[0])
+        except ValueError:
+            n = usable_cores(root)
+    return max(1, n)
+
+
+def reader_threads(requested: int, device: str | None = None,
+                   environ: dict[str, str] | None = None,
+                   root: str | os.PathLike = "/sys/fs/cgroup") -> int:
+    """Threads reading and rendering documents: at most `requested` and the usable cores; with
+    a CPU engine only the cores its torch threads leave free, at least one (a reader on a core
+    torch uses takes it from the engine, which waits for its slowest thread at every step)."""
+    env = os.environ if environ is None else environ
+    cores = usable_cores(root)
+    if engine_device(device) == "cpu":
+        cores = max(1, cores - _torch_threads(env, root))
+    return max(1, min(int(requested), cores))
 
 
 def set_cpu_threads() -> int:

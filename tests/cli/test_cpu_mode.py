@@ -176,3 +176,45 @@ def test_batch_shows_the_engine_work_of_the_documents_in_flight(tmp_path, receip
     assert "working: prefill 0/" in text and "working: decode " in text
     records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["max_pixels"] for r in records] == [budget.CPU_MAX_PIXELS] * 2
+
+
+def test_reader_threads_are_capped_by_the_cores_torch_leaves(tmp_path, monkeypatch):
+    four = tmp_path / "four"
+    four.mkdir()
+    (four / "cpu.max").write_text("400000 100000\n")
+    monkeypatch.setattr(budget.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert budget.usable_cores(four) == 4
+    # CPU engine on all 4 cores: one reader, whatever --workers asks
+    assert budget.reader_threads(8, "cpu", {}, four) == 1
+    assert budget.reader_threads(8, "cpu", {"DOCEXTRACT_THREADS": "1"}, four) == 3
+    assert budget.reader_threads(2, "cpu", {"DOCEXTRACT_THREADS": "1"}, four) == 2
+    assert budget.reader_threads(8, "cpu", {"OMP_NUM_THREADS": "2"}, four) == 2
+    # a GPU engine leaves the CPU to the readers, up to the usable cores
+    assert budget.reader_threads(8, "cuda", {}, four) == 4
+    assert budget.reader_threads(2, "cuda", {}, four) == 2
+
+
+def test_batch_reads_with_the_capped_thread_count(tmp_path, receipt_spec, engine_with_progress,
+                                                  monkeypatch):
+    """`batch --workers 8` with a CPU engine on 2 usable cores reads in one thread."""
+    from docextract import batch
+
+    seen = []
+    real = batch._prefetch
+
+    def spy(inputs, opts, workers):
+        seen.append(workers)
+        return real(inputs, opts, workers)
+
+    monkeypatch.setattr(batch, "_prefetch", spy)
+    monkeypatch.setattr(budget, "usable_cores", lambda root="/sys/fs/cgroup": 2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("DOCEXTRACT_THREADS", raising=False)
+    from PIL import Image
+
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (64, 64), "white").save(tmp_path / "in" / "a.png")
+    res = invoke("batch", str(tmp_path / "in"), "--schema", "receipt", "--device", "cpu",
+                 "--workers", "8", "--out", str(tmp_path / "out.jsonl"), "-q")
+    assert res.exit_code == 0, res.output
+    assert seen == [1]
