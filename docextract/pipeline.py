@@ -205,6 +205,12 @@ def load_engine(opts: RunOptions, console: Console):
     engine = Engine.load(path, device=device, dtype=dtype, experts=opts.experts, name=name)
     engine.console = console  # self-check warnings and the warm-up progress line
     console.debug(f"model loaded in {time.monotonic() - t0:.1f} s")
+    if hasattr(engine, "prepare_grammars"):
+        # One native call holding the GIL (progress lines stop meanwhile): said, and done before
+        # any page starts (see Engine.prepare_grammars).
+        console.info(f"reading the {engine.config.text_config.vocab_size:,}-token vocabulary "
+                     "for constrained decoding")
+        engine.prepare_grammars()
     config = getattr(engine, "config", None)
     if config is not None:
         opts.context = config.text_config.max_position_embeddings

@@ -218,3 +218,47 @@ def test_batch_reads_with_the_capped_thread_count(tmp_path, receipt_spec, engine
                  "--workers", "8", "--out", str(tmp_path / "out.jsonl"), "-q")
     assert res.exit_code == 0, res.output
     assert seen == [1]
+
+
+def test_the_vocabulary_scan_is_done_at_model_load_before_the_page_starts(tmp_path, receipt_spec,
+                                                                          monkeypatch):
+    """The grammar library's vocabulary scan holds the GIL (no status line can be printed while
+    it runs): `run` does it while loading the model, announced by its own line, and the page's
+    engine work (its progress) only starts after it."""
+    from PIL import Image
+
+    from docextract.engine import constrain, randomckpt
+    from docextract.engine.engine import Engine
+
+    events: list[str] = []
+    real_init = constrain.GrammarCompiler.__init__
+
+    def scan(self, *args, **kwargs):
+        events.append("scan")
+        real_init(self, *args, **kwargs)
+
+    real_generate = Engine.generate
+
+    def generate(self, requests, progress=None):
+        events.append("generate")
+
+        def page(work):
+            events.append(f"page {work.phase}")
+            if progress is not None:
+                progress(work)
+        return real_generate(self, requests, progress=page)
+
+    monkeypatch.setattr(constrain.GrammarCompiler, "__init__", scan)
+    monkeypatch.setattr(Engine, "generate", generate)
+    real_info = pipeline.Console.info
+    monkeypatch.setattr(pipeline.Console, "info",
+                        lambda self, msg: (events.append(msg), real_info(self, msg)))
+    folder = randomckpt.write(tmp_path / "tiny", kind="moe")
+    Image.new("RGB", (64, 64), "white").save(tmp_path / "page.png")
+    res = invoke("run", str(tmp_path / "page.png"), "--schema", "receipt", "--device", "cpu",
+                 "--model", str(folder), "--offline")
+    assert res.exit_code in (0, 1), res.output  # a random model: any valid-or-invalid record
+    said = [i for i, e in enumerate(events) if "-token vocabulary for constrained decoding" in e]
+    assert events.count("scan") == 1 and said
+    first_page = next(i for i, e in enumerate(events) if e.startswith("page "))
+    assert said[0] < events.index("scan") < events.index("generate") < first_page
