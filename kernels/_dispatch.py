@@ -67,6 +67,14 @@ def wants_naive(impl: str | None) -> bool:
     return (impl if impl is not None else os.environ.get(ENV, "auto")) == "naive"
 
 
+def slot_run(slots: list[int]) -> slice | None:
+    """Cache slots forming one increasing run lo..hi-1 -> slice(lo, hi) (the CPU decode ops then
+    update the pool's rows in place), else None."""
+    if slots and slots[0] >= 0 and slots == list(range(slots[0], slots[0] + len(slots))):
+        return slice(slots[0], slots[0] + len(slots))
+    return None
+
+
 def check(cond: bool, message: str) -> None:
     """Raise ValueError(message) unless cond (shape and dtype validation of the public ops)."""
     if not cond:

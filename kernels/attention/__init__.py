@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from .._dispatch import check, check_float, use_triton
-from . import naive
+from .._dispatch import check, check_float, use_triton, wants_naive
+from . import cpu, naive
 
 
 def _check_cache(k_cache: torch.Tensor, v_cache: torch.Tensor, like: torch.Tensor) -> tuple[int, int]:
@@ -77,6 +77,8 @@ def decode_attention(
         return decode.decode_attention(
             q.contiguous(), k_cache, v_cache, slot_index, lengths, scale, num_splits
         )
+    if q.device.type == "cpu" and not wants_naive(impl):
+        return cpu.decode_attention(q, k_cache, v_cache, slot_index, lengths, scale)
     return naive.decode_attention(q, k_cache, v_cache, slot_index, lengths, scale)
 
 

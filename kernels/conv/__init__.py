@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .._dispatch import check, check_cu_seqlens, check_float, use_triton
-from . import naive
+from .._dispatch import check, check_cu_seqlens, check_float, use_triton, wants_naive
+from . import cpu, naive
 
 
 def _check_weight(x: torch.Tensor, weight: torch.Tensor) -> int:
@@ -88,6 +88,8 @@ def causal_conv1d_update(
         return update.causal_conv1d_update(
             x.contiguous(), conv_state, weight.contiguous(), state_indices
         )
+    if x.device.type == "cpu" and not wants_naive(impl):
+        return cpu.causal_conv1d_update(x, conv_state, weight, state_indices)
     return naive.causal_conv1d_update(x, conv_state, weight, state_indices)
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from .._dispatch import check, check_cu_seqlens, check_float, use_triton
-from . import naive
+from .._dispatch import check, check_cu_seqlens, check_float, use_triton, wants_naive
+from . import cpu, naive
 
 
 def _check_qkv(q, k, v, g, beta) -> tuple[int, int, int, int, int]:
@@ -76,6 +76,9 @@ def chunk_gated_delta_rule(
             _scale(scale, Dk),
             use_qk_l2norm,
         )
+    if q.device.type == "cpu" and not wants_naive(impl):
+        # all sequences' chunks batched (cpu.py); naive.py loops over sequences
+        return cpu.chunked(q, k, v, g, beta, cu_seqlens, initial_state, scale, use_qk_l2norm)
     return naive.chunked(q, k, v, g, beta, cu_seqlens, initial_state, scale, use_qk_l2norm)
 
 
@@ -119,6 +122,8 @@ def recurrent_gated_delta_rule(
             _scale(scale, Dk),
             use_qk_l2norm,
         )
+    if q.device.type == "cpu" and not wants_naive(impl):
+        return cpu.decode(q, k, v, g, beta, state, state_indices, scale, use_qk_l2norm)
     return naive.decode(q, k, v, g, beta, state, state_indices, scale, use_qk_l2norm)
 
 
