@@ -76,9 +76,6 @@ def chunk_gated_delta_rule(
             _scale(scale, Dk),
             use_qk_l2norm,
         )
-    if q.device.type == "cpu" and not wants_naive(impl):
-        # all sequences' chunks batched (cpu.py); naive.py loops over sequences
-        return cpu.chunked(q, k, v, g, beta, cu_seqlens, initial_state, scale, use_qk_l2norm)
     return naive.chunked(q, k, v, g, beta, cu_seqlens, initial_state, scale, use_qk_l2norm)
 
 

@@ -1,18 +1,13 @@
-"""The CPU paths of the DeltaNet ops (kernels/gated_delta/cpu.py, kernels/conv/cpu.py): all
-sequences batched, pool rows updated in place; against the naive references (the ground truth,
-checked against transformers in test_gated_delta.py and test_conv.py)."""
+"""The CPU decode paths (kernels/gated_delta/cpu.py, kernels/conv/cpu.py, kernels/attention/
+cpu.py): pool rows read and updated in place; against the naive references (the ground truth,
+checked against transformers in test_gated_delta.py, test_conv.py and test_attention.py)."""
 
 import pytest
 import torch
 
-from docextract.kernels import (causal_conv1d_update, chunk_gated_delta_rule,
-                                recurrent_gated_delta_rule)
+from docextract.kernels import causal_conv1d_update, recurrent_gated_delta_rule
 from docextract.kernels.conv import naive as conv_naive
 from docextract.kernels.gated_delta import naive
-
-
-def _cu(lengths):
-    return torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32)
 
 
 def _inputs(T, Hk, Hv, Dk, Dv, seed, dtype=torch.float32):
@@ -20,23 +15,6 @@ def _inputs(T, Hk, Hv, Dk, Dv, seed, dtype=torch.float32):
     q, k = (torch.randn(T, Hk, Dk, generator=g).to(dtype) for _ in range(2))
     v = torch.randn(T, Hv, Dv, generator=g).to(dtype)
     return q, k, v, -0.5 * torch.rand(T, Hv, generator=g), torch.rand(T, Hv, generator=g).to(dtype)
-
-
-@pytest.mark.parametrize("lengths", [[1], [64], [130], [1, 33, 0, 65], [200, 7, 64, 3]],
-                         ids=str)
-@pytest.mark.parametrize("with_state", [False, True])
-def test_batched_chunks_match_the_recurrence(lengths, with_state, assert_close):
-    q, k, v, g, beta = _inputs(sum(lengths), 2, 4, 16, 12, sum(lengths))
-    h0 = (torch.randn(len(lengths), 4, 16, 12, generator=torch.Generator().manual_seed(1))
-          if with_state else None)
-    cu = _cu(lengths)
-    ref_o, ref_h = naive.recurrent(q, k, v, g, beta, cu, h0)
-    o, h = chunk_gated_delta_rule(q, k, v, g, beta, cu, h0, impl="auto")
-    assert_close("batched chunked o", ref_o, o, 2e-6)
-    assert_close("batched chunked state", ref_h, h, 2e-6)
-    # and the same as the per-sequence chunked reference, within fp32 rounding
-    o2, h2 = naive.chunked(q, k, v, g, beta, cu, h0)
-    assert_close("vs naive.chunked", o2, o, 1e-6)
 
 
 @pytest.mark.parametrize("slots", [[0, 1, 2], [3, 4], [2, 0, 3], [1, -1, 3]], ids=str)
