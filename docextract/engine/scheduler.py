@@ -149,11 +149,13 @@ class Scheduler:
 
         self.stats["prefill_steps"] += 1
         start = time.perf_counter()
+        # The first masks depend on the grammars only: computed while the prefill runs.
+        masks: Future = self._masks.submit(self._masks_for, admitted)
         with torch.inference_mode():
             logits, deltas, vision_s = prefill(self.model, [s.prompt for s in admitted],
                                                self.cache, [s.slot for s in admitted],
                                                self.prefill_chunk, self.progress)
-        allowed = self._masks_for(admitted)
+        allowed = masks.result()
         prefill_s = time.perf_counter() - start
         for seq, delta in zip(admitted, deltas):
             seq.delta = delta
