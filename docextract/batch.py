@@ -356,10 +356,37 @@ def run_batch(paths: Sequence[str], opts: RunOptions, console: Console, *, out: 
         runner.close()
         if lock is not None:
             lock.__exit__(None, None, None)
-    c = runner.counts
-    console.info(f"{c['done']} processed, {c['skipped']} already done, {c['errors']} unreadable, "
-                 f"{c['invalid']} invalid" + ("" if to_stdout else f"; results in {display_name(out)}"))
+    console.info(summary(runner.counts) + ("" if to_stdout else f"; results in {display_name(out)}"))
     return runner.worst
+
+
+def new_counts() -> dict[str, int]:
+    return {"done": 0, "skipped": 0, "errors": 0, "invalid": 0, "earlier_errors": 0,
+            "earlier_invalid": 0}
+
+
+def count_skipped(counts: dict[str, int], previous: dict[str, Any] | None) -> None:
+    """A document already in --out: counted, and its verdict kept for the summary (the exit code
+    covers it too, see _worse)."""
+    counts["skipped"] += 1
+    if previous is None:
+        return
+    if previous.get("data") is None and previous.get("errors"):
+        counts["earlier_errors"] += 1
+    elif not previous.get("valid"):
+        counts["earlier_invalid"] += 1
+
+
+def summary(c: dict[str, int]) -> str:
+    """The batch's last line on stderr. The first four counts are this run's; the documents
+    already done before are summed up in brackets when any of them failed, so that a resumed
+    run's exit code 1 or 3 is explained by the line above it."""
+    line = (f"{c['done']} processed, {c['skipped']} already done, {c['errors']} unreadable, "
+            f"{c['invalid']} invalid")
+    if c.get("earlier_errors") or c.get("earlier_invalid"):
+        line += (f" (of those already done: {c.get('earlier_errors', 0)} unreadable, "
+                 f"{c.get('earlier_invalid', 0)} invalid)")
+    return line
 
 
 class _Runner:
@@ -381,7 +408,7 @@ class _Runner:
         self.session = None
         self.windowing = None
         self.inflight: dict[int, dict[str, Any]] = {}
-        self.counts = {"done": 0, "skipped": 0, "errors": 0, "invalid": 0}
+        self.counts = new_counts()
         self.worst = ExitCode.OK
         self.pages = 0
         self.tokens = 0
@@ -442,7 +469,7 @@ class _Runner:
         key = self._key(inp, sha, not isinstance(pages, InputError))
         previous = self._done_before(inp, sha, key)
         if previous is not None:
-            self.counts["skipped"] += 1
+            count_skipped(self.counts, previous)
             self.worst = _worse(self.worst, previous)
             self.bar.update(1, skipped=self.counts["skipped"])
             return

@@ -90,13 +90,19 @@ EngineFactory = Callable[[RunOptions, Console], Any]
 
 
 def _gpu_memory_gib(device: str | None) -> float | None:
-    if device == "cpu":
+    """Memory of the GPU the engine will run on: `--device cuda:N` names it, else the first."""
+    device = None if device in (None, "auto") else device
+    if device is not None and not device.startswith("cuda"):
         return None
     import torch
 
     if not torch.cuda.is_available():
         return None
-    return torch.cuda.get_device_properties(0).total_memory / 2**30
+    try:
+        index = torch.device(device).index if device else None
+    except (RuntimeError, ValueError):  # a malformed --device is reported when the engine loads
+        index = None
+    return torch.cuda.get_device_properties(index or 0).total_memory / 2**30
 
 
 def _local_context(model: str | None) -> int | None:
