@@ -212,6 +212,15 @@ def load_engine(opts: RunOptions, console: Console):
     engine.console = console  # self-check warnings and the warm-up progress line
     console.debug(f"model loaded in {time.monotonic() - t0:.1f} s")
     config = getattr(engine, "config", None)
+    if config is not None and str(device).startswith("cuda"):
+        import torch
+
+        from .engine.quant import widened_fp8_note
+
+        note = widened_fp8_note(config, engine.experts,
+                                torch.cuda.get_device_capability(engine.model.device))
+        if note:
+            console.warn(note)
     if config is not None:
         opts.context = config.text_config.max_position_embeddings
     return engine
