@@ -282,7 +282,8 @@ def extract_flow(pages: Sequence[Any], spec, model_info: dict[str, str], *,
     and confidence, confidence_min, evidence, review, needs_review from review.py).
     Driven by `drive`, or many documents at once by the batch runner. A long document with a row
     list is read in page windows (see windows.py): then the flow yields lists of Requests and is
-    sent lists of Completions (and the record has evidence and review, but no confidence)."""
+    sent lists of Completions; confidence is then taken from the answer(s) each field was read
+    from (windows.field_confidence)."""
     from . import review
     from .engine.api import Request
 
@@ -291,10 +292,11 @@ def extract_flow(pages: Sequence[Any], spec, model_info: dict[str, str], *,
     if window:
         result = yield from windows.windowed_flow(pages, spec, window, model_info, unmask=unmask,
                                                   retries=retries)
-        # The data is masked here: masked values are located by their visible pattern.
-        return {**result, **review.assess(result["data"], pages, spec.json_schema,
-                                          result["errors"], threshold=threshold,
-                                          confidence=({}, {}), unmask=unmask)}
+        confidence, data, first = (result.pop(k) for k in ("_confidence", "_unmasked", "_first"))
+        changed = review.changed_leaves(first, data) if first is not None else ()
+        return {**result, **review.assess(data, pages, spec.json_schema, result["errors"],
+                                          changed=changed, threshold=threshold,
+                                          confidence=confidence, unmask=unmask)}
 
     prompt = prompt_for(spec)
     # Unbounded strings capped (see Spec.decoder_schema), so no field decodes for minutes.
