@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import docextract.samples
-from docextract import ingest, schemas
+from docextract import ingest, review, schemas
 from docextract.engine.api import Completion
 from docextract.evidence import NO_TEXT_LAYER
 from docextract.pipeline import extract_document
@@ -172,3 +172,17 @@ def test_run_annotate_and_review_command_draw_pages_with_masked_numbers_black(tm
     assert picture.height > original.height  # the panel listing the fields without a box
     assert len(set(picture.crop((0, 0, original.width, original.height)).getdata())) < \
         len(set(original.getdata())) / 20
+
+
+def test_a_row_added_by_a_retry_flags_that_row_only():
+    rows = [{"date": f"2024-04-0{i}", "amount": str(i)} for i in range(1, 6)]
+    before = {"name": "A", "transactions": rows[:2] + rows[3:]}
+    after = {"name": "A", "transactions": rows}
+    assert review.changed_leaves(before, after) == ["transactions[2].date",
+                                                     "transactions[2].amount"]
+    # A row removed is named by its list; a value edited in place by its own path.
+    assert review.changed_leaves(after, before) == ["transactions"]
+    edited = {"name": "B", "transactions": [dict(r) for r in rows]}
+    edited["transactions"][4]["amount"] = "50"
+    assert review.changed_leaves(after, edited) == ["name", "transactions[4].amount"]
+    assert review.changed_leaves(None, after) == [] and review.changed_leaves(after, after) == []
