@@ -13,8 +13,7 @@ spellings a person would accept as the same value:
 - everything else (names, identifiers, addresses, descriptions): equal once case, spaces and
   punctuation are ignored (`4858 7464 4227` = `485874644227`, a two-line address = the same
   address joined with commas); a masked value (`XXXX XXXX 4227`) matches any digits in the X
-  places.
-
+  places;
 - a rate of an intra-state GST line (an item with a CGST or SGST amount) printed only as its two
   halves, `9%` CGST and `9%` SGST for `18`: both halves on the item's row locate it; its box is
   the union of the two, with `parts` (the two boxes) and `match: "cgst+sgst halves"`;
@@ -378,18 +377,14 @@ def _on_row(hit: Hit, anchor: Hit) -> bool:
 
 
 def _halves(value: Any, pages: Sequence[PageText]) -> list[Hit]:
-    """Where half of a rate is printed with its % sign, on the first page that has it."""
+    """Everywhere half of a rate is printed with its % sign (the item's row is picked later)."""
     try:
         half = Decimal(str(value)) / 2
     except InvalidOperation:
         return []
     if isinstance(value, bool) or not half.is_finite() or half <= 0:
         return []
-    for page in pages:
-        hits = [h for h in page.find_amount(half) if _printed_with_percent(page, h)]
-        if hits:
-            return hits
-    return []
+    return [h for page in pages for h in page.find_amount(half) if _printed_with_percent(page, h)]
 
 
 def _distance(a: tuple, b: tuple, row: bool) -> float:
