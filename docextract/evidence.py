@@ -157,8 +157,11 @@ class PageText:
             or self.words[first:last + 1]
         # A word's box runs from the font's ascender to its descender, into the lines above and
         # below on tightly set pages: a fifth of the height is taken off at the top and bottom.
+        # Not at the top of Devanagari and other Indic words, whose vowel signs rise there above
+        # the headline.
         trim = min(w[3] - w[1] for w in ws) * 0.2
-        return (min(w[0] for w in ws), min(w[1] for w in ws) + trim,
+        tall = any(script(ch) not in (None, "LATIN") for w in ws for ch in str(w[4]))
+        return (min(w[0] for w in ws), min(w[1] for w in ws) + (trim / 4 if tall else trim),
                 max(w[2] for w in ws), max(w[3] for w in ws) - trim)
 
     def find_text(self, pattern: str) -> list[Hit]:
