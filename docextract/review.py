@@ -10,8 +10,9 @@ A field needs review when
 - `retry_changed`: a retry (after validation errors) gave it another value than the first answer.
 
 Record fields added here: `confidence` and `confidence_min` ({path: probability}), `evidence`
-({path: {page, bbox, unit, reason?}}, bbox in PDF points), `review` ([{loc, reasons}]) and
-`needs_review`.
+({path: {page, bbox, unit, reason?, parts?, match?}}, bbox in PDF points), `review` ([{loc,
+reasons}]), `needs_review` and `review_below` (the confidence threshold the review used, so that
+`docextract eval` and a reader know what `low_confidence` meant).
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def assess(data: Any, pages: Sequence[Any], schema: dict | None, errors: Sequenc
     found = ev.locate(data, pages, schema) if data is not None else {}
     review = review_list(data, errors, mean, found, changed, threshold)
     fields = {"confidence": mean, "confidence_min": low, "evidence": found, "review": review,
-              "needs_review": bool(review)}
+              "needs_review": bool(review), "review_below": threshold}
     if not unmask:
         from .schemas import masking
 
@@ -149,5 +150,5 @@ def recheck(record: dict[str, Any], pages: Sequence[Any],
     fields = assess(data, pages, spec.json_schema if spec else None, errors, changed=changed,
                     threshold=threshold, confidence=confidence)
     out.update(evidence=fields["evidence"], review=fields["review"],
-               needs_review=fields["needs_review"])
+               needs_review=fields["needs_review"], review_below=fields["review_below"])
     return out
