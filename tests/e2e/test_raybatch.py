@@ -1,7 +1,9 @@
 """`batch --ray` on a local Ray instance (CPU, the tiny biased checkpoint, 2 extraction actors of
 half a CPU each, so the read stage keeps CPUs of its own): the same records as a local batch, one
-record per input after an actor is killed mid-run and after the driver is killed and re-run, and
-the install hint without the extra. One Ray instance for the whole module."""
+record per input after an actor is killed mid-run and after the driver is killed and re-run,
+inputs on object storage (a local S3 server), and the install hint
+without the extra. One Ray instance for the whole module; its workers find the local S3
+server's credentials in their environment, as a cluster's nodes would."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from docextract.cli import app
+
+from .conftest import FAKE_AWS, s3_upload
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="needs the ray extra (pip install -e '.[dev,ray]')")
@@ -50,9 +54,12 @@ def cluster():
     import ray
 
     # loopback only: the test cluster never listens on or dials another address
-    ray.init(num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-             _node_ip_address="127.0.0.1",
-             namespace="docextract")
+    with pytest.MonkeyPatch.context() as env:  # the workers' environment, taken at start
+        for k, v in FAKE_AWS.items():
+            env.setenv(k, v)
+        ray.init(num_cpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+                 _node_ip_address="127.0.0.1",
+                 namespace="docextract")
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -89,6 +96,66 @@ def test_same_records_as_a_local_batch(cluster, actors, short_model, tmp_path):
     assert res.exit_code in (0, 1), res.output
     assert "0 processed, 40 already done" in res.output
     assert len(read_jsonl(remote)) == 40
+
+
+SAMPLES = Path(__file__).parents[2] / "samples" / "data"
+# Relative name -> committed sample; the two -pN photos are one document with --group-by stem.
+S3_LAYOUT = {"pan-s1-001.pdf": "pan-s1-001.pdf",
+             "kyc/aadhaar-s1-001-photo.jpg": "aadhaar-s1-001-photo.jpg",
+             "kyc/gst_invoice-s1-001.pdf": "gst_invoice-s1-001.pdf",
+             "stmt/bank_statement-s1-001-photo-p1.jpg": "bank_statement-s1-001-photo-p1.jpg",
+             "stmt/bank_statement-s1-001-photo-p2.jpg": "bank_statement-s1-001-photo-p2.jpg"}
+BAD = b"%PDF-1.7 cut short"
+
+
+def _relative(record: dict, prefix: str) -> dict:
+    """A record with the names in it (source, sources, error messages) relative to `prefix`,
+    without its key and timings."""
+    assert record["source"].startswith(prefix), (record["source"], prefix)
+    return {k: v for k, v in json.loads(json.dumps(record).replace(prefix, "")).items()
+            if k not in ("key", "timing")}
+
+
+@needs_ray
+def test_inputs_on_object_storage_same_records_as_local_files(cluster, actors, short_model,
+                                                              s3_endpoint, monkeypatch, tmp_path):
+    for k, v in FAKE_AWS.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("DOCEXTRACT_RAY_ACTORS", "1")  # 5 documents: one engine is enough
+    objects = {name: (SAMPLES / sample).read_bytes() for name, sample in S3_LAYOUT.items()}
+    objects["kyc/broken.pdf"] = BAD
+    objects["kyc/.hidden.pdf"] = BAD  # hidden names are skipped, as in a local folder
+    s3_upload(s3_endpoint, "docs", {f"in/{k}": v for k, v in objects.items()})
+    local = tmp_path / "in"
+    for name, data in objects.items():
+        (local / name).parent.mkdir(parents=True, exist_ok=True)
+        (local / name).write_bytes(data)
+    uri = f"s3://docs/in?endpoint_override={s3_endpoint}&scheme=http"
+    # One document at a time on both sides (see test_same_records_as_a_local_batch).
+    common = ["-s", "pan", "--model", str(short_model), "--group-by", "stem",
+              *[a if a != "8" else "1" for a in SMALL]]
+    res = invoke("batch", str(local), *common, "--out", str(tmp_path / "local.jsonl"))
+    assert res.exit_code == 3, res.output  # broken.pdf
+    res = invoke("batch", uri, *common, "--out", str(tmp_path / "s3.jsonl"), "--ray", cluster)
+    assert res.exit_code == 3, res.output
+    a = {r["source"]: r for r in read_jsonl(tmp_path / "local.jsonl")}
+    b = {r["source"]: r for r in read_jsonl(tmp_path / "s3.jsonl")}
+    assert len(a) == len(b) == 5
+    # Named by full URI (without the connection options), the same records otherwise.
+    assert sorted(b) == ["s3://docs/in/kyc/aadhaar-s1-001-photo.jpg", "s3://docs/in/kyc/broken.pdf",
+                         "s3://docs/in/kyc/gst_invoice-s1-001.pdf", "s3://docs/in/pan-s1-001.pdf",
+                         "s3://docs/in/stmt/bank_statement-s1-001-photo"]
+    assert ({_relative(r, "s3://docs/in/")["source"]: _relative(r, "s3://docs/in/")
+             for r in b.values()}
+            == {_relative(r, f"{local}/")["source"]: _relative(r, f"{local}/") for r in a.values()})
+    assert b["s3://docs/in/stmt/bank_statement-s1-001-photo"]["pages"] == 2
+    assert b["s3://docs/in/kyc/broken.pdf"]["errors"][0]["type"] == "input"
+    # Run again, locally (a local batch reads object storage too; a Ray re-run skips as it does
+    # for local files, test_same_records_as_a_local_batch): every key is found.
+    res = invoke("batch", uri, *common, "--out", str(tmp_path / "s3.jsonl"))
+    assert "0 processed, 5 already done" in res.output, res.output
+    assert res.exit_code == 3
+    assert len(read_jsonl(tmp_path / "s3.jsonl")) == 5
 
 
 def _kill_one_actor_when(out: Path, lines: int, killed: list[str], deadline: float) -> None:
