@@ -1,8 +1,8 @@
 """`batch --ray` on a local Ray instance (CPU, the tiny biased checkpoint, 2 extraction actors of
 half a CPU each, so the read stage keeps CPUs of its own): the same records as a local batch, one
-record per input after an actor is killed mid-run and after the driver is killed and re-run,
-inputs on object storage (a local S3 server), and the install hint
-without the extra. One Ray instance for the whole module; its workers find the local S3
+record per input after an actor is killed mid-run and after the driver is killed (or
+interrupted: exit 130) and re-run, inputs on object storage (a local S3 server), and the install
+hint without the extra. One Ray instance for the whole module; its workers find the local S3
 server's credentials in their environment, as a cluster's nodes would."""
 
 from __future__ import annotations
@@ -219,6 +219,66 @@ def test_the_driver_killed_and_run_again_ends_with_one_record_per_input(cluster,
     assert sorted(Path(r["source"]).name for r in records) == sorted(
         p.name for p in docs.iterdir())
     assert f"{16 - done_before} processed, {done_before} already done" in res.output
+
+
+@needs_ray
+def test_ctrl_c_on_the_driver_exits_130_and_a_rerun_ends_with_one_record_per_input(
+        cluster, actors, short_model, monkeypatch, tmp_path):
+    import ray
+
+    n = 16
+    docs = make_docs(tmp_path / "in", n)
+    out, err = tmp_path / "out.jsonl", tmp_path / "stderr.txt"
+    cmd = [sys.executable, "-c", "from docextract.cli import main; main()", "batch", str(docs),
+           "-s", "pan", "--model", str(short_model),
+           *[a if a != "8" else "1" for a in SMALL], "--out", str(out), "--ray", cluster]
+    with open(err, "wb") as stderr:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr,
+                                env={**os.environ, **ACTORS, "DOCEXTRACT_RAY_ACTORS": "1"})
+    try:
+        end = time.monotonic() + 180
+        while not (out.exists() and out.read_bytes().count(b"\n") >= 1):
+            assert proc.poll() is None, err.read_text()
+            assert time.monotonic() < end, "no records written"
+            time.sleep(0.02)
+        # One actor, one document per decode step: at most 3 documents are in flight, far from
+        # all 16, however slow this machine is.
+        assert proc.poll() is None, "every document finished before the interrupt"
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = err.read_text()
+    assert code == 130, text
+    assert "error: interrupted; finished records are saved" in text
+    assert "Traceback" not in text
+    raw = out.read_bytes()
+    assert raw.endswith(b"\n")
+    records = [json.loads(line) for line in raw.splitlines()]  # complete lines only
+    assert all(r["key"] and r["data"] is not None for r in records)
+    done_before = len(records)
+    assert 1 <= done_before < n
+    # Nothing of the interrupted run is left on the cluster: no extraction actor, every CPU
+    # free again (read tasks included).
+    ours = f"docextract-extractor-{proc.pid}-"
+    end = time.monotonic() + 60
+    while True:
+        left = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                if a["name"].startswith(ours)]
+        free = ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"]
+        if not left and free:
+            break
+        assert time.monotonic() < end, (left, ray.available_resources())
+        time.sleep(0.2)
+    monkeypatch.setenv("DOCEXTRACT_RAY_ACTORS", "1")
+    res = invoke(*cmd[3:])
+    assert res.exit_code in (0, 1), res.output
+    records = read_jsonl(out)
+    assert sorted(Path(r["source"]).name for r in records) == sorted(
+        p.name for p in docs.iterdir())
+    assert f"{n - done_before} processed, {done_before} already done" in res.output
 
 
 def test_without_the_extra_one_error_and_the_install_hint(monkeypatch, tmp_path):
