@@ -42,6 +42,7 @@ from PIL import (BmpImagePlugin, GifImagePlugin, Image, ImageOps, JpegImagePlugi
 
 from .errors import InputError, PageRangeError, UsageError
 from .fsutil import display_name
+from .objstore import is_uri
 
 DEFAULT_DPI = 200
 PATCH = 32
@@ -452,6 +453,9 @@ def _read_file(path, name: str) -> bytes:
 
 def _os_error(name: str, exc: OSError) -> InputError:
     if isinstance(exc, FileNotFoundError):
+        if is_uri(name):
+            return InputError(f"{name}: no such file",
+                              hint="object storage is read by 'docextract batch URI --out FILE'")
         return InputError(f"{name}: no such file")
     if isinstance(exc, PermissionError):
         return InputError(f"{name}: permission denied",

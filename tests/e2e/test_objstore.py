@@ -78,3 +78,12 @@ def test_names_drop_credentials_and_options_but_keep_the_rest():
     assert objstore.clean("abfs://box@acct.dfs.core.windows.net/in/") \
         == "abfs://box@acct.dfs.core.windows.net/in/"
     assert objstore.is_uri("gs://b/x") and not objstore.is_uri("scans/s3:/x.pdf")
+
+
+def test_run_points_to_batch_for_a_uri(tmp_path):
+    res = CliRunner().invoke(app, ["run", "s3://bucket/in/card.pdf", "-s", "pan", "--model",
+                                   str(tmp_path / "no-model"), "--no-progress"])
+    assert res.exit_code == 3, res.output
+    assert res.output.splitlines() == [
+        "error: s3://bucket/in/card.pdf: no such file",
+        "hint: object storage is read by 'docextract batch URI --out FILE'"]
