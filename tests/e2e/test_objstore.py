@@ -87,3 +87,28 @@ def test_run_points_to_batch_for_a_uri(tmp_path):
     assert res.output.splitlines() == [
         "error: s3://bucket/in/card.pdf: no such file",
         "hint: object storage is read by 'docextract batch URI --out FILE'"]
+
+
+def test_a_prefix_lists_as_a_local_folder_and_groups_by_folder(aws):
+    from docextract import grouping
+    from docextract.batch import DOCUMENT_SUFFIXES
+
+    s3_upload(aws, "walk", {k: b"x" for k in ["in/b.pdf", "in/a.JPG", "in/notes.txt", "in/.h.pdf",
+                                               "in/.cache/c.pdf", "in/x/p2.jpg", "in/x/p10.jpg",
+                                               "in/y/z/q.png", "in/y/r.png", "inbox/other.pdf"]})
+    uri = f"s3://walk/in/?endpoint_override={aws}&scheme=http"
+    found = objstore.collect(uri, None, DOCUMENT_SUFFIXES)
+    # a folder's files (sorted), then its sub-folders; hidden names and other suffixes left out;
+    # in/ is not a prefix of inbox/
+    assert found == ["s3://walk/in/a.JPG", "s3://walk/in/b.pdf", "s3://walk/in/x/p10.jpg",
+                     "s3://walk/in/x/p2.jpg", "s3://walk/in/y/r.png", "s3://walk/in/y/z/q.png"]
+    assert [p.key for p in found][:2] == ["walk/in/a.JPG", "walk/in/b.pdf"]
+    assert objstore.collect(uri, "*.png", DOCUMENT_SUFFIXES) == [
+        "s3://walk/in/y/r.png", "s3://walk/in/y/z/q.png"]
+    groups = grouping.by_folder(found, ["s3://walk/in/"])
+    assert [(g.source, g.files) for g in groups] == [
+        ("s3://walk/in/a.JPG", ("s3://walk/in/a.JPG",)),
+        ("s3://walk/in/b.pdf", ("s3://walk/in/b.pdf",)),
+        ("s3://walk/in/x", ("s3://walk/in/x/p2.jpg", "s3://walk/in/x/p10.jpg")),
+        ("s3://walk/in/y/r.png", ("s3://walk/in/y/r.png",)),
+        ("s3://walk/in/y/z", ("s3://walk/in/y/z/q.png",))]
