@@ -89,7 +89,7 @@ def collect_documents(paths: Sequence[str], glob: str | None,
     names: dict[str, int] = {}
     out: list[Input] = []
     for inp in found:
-        real = inp.path if objstore.is_uri(inp.path) else os.path.realpath(inp.path)
+        real = inp.path if isinstance(inp.path, objstore.ObjectPath) else os.path.realpath(inp.path)
         if real in seen:
             continue
         seen.add(real)
