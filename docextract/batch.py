@@ -33,7 +33,7 @@ from .console import Console, dumps
 from .errors import ExitCode, InputError, Interrupted, Terminated, UsageError
 from .fsutil import (OutputLock, atomic_write_text, check_output, display_name, is_record,
                      output_error)
-from . import grouping, pipeline
+from . import grouping, objstore, pipeline
 from .pipeline import EngineFactory, RunOptions, error_record
 from .status import EngineStatus
 
@@ -64,7 +64,10 @@ def collect_documents(paths: Sequence[str], glob: str | None,
         if given == "-":
             raise UsageError("batch cannot read a document from stdin",
                              hint="use 'docextract run -' for one document from stdin")
-        if p.is_dir():
+        if objstore.is_uri(given):  # object storage: named by full URI (see objstore.py)
+            found += [Input(obj, str(obj)) for obj in
+                      objstore.collect(given, glob, DOCUMENT_SUFFIXES)]
+        elif p.is_dir():
             for root, dirs, files in os.walk(p):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
@@ -86,7 +89,7 @@ def collect_documents(paths: Sequence[str], glob: str | None,
     names: dict[str, int] = {}
     out: list[Input] = []
     for inp in found:
-        real = os.path.realpath(inp.path)
+        real = inp.path if isinstance(inp.path, objstore.ObjectPath) else os.path.realpath(inp.path)
         if real in seen:
             continue
         seen.add(real)
@@ -214,6 +217,10 @@ def read_document(path, opts: RunOptions) -> tuple[Any, Any, float]:
         t0 = time.monotonic()
         shas, pages = grouping.load_batch_document(path, opts)
         return shas, pages, time.monotonic() - t0
+    if isinstance(path, objstore.ObjectPath):  # one read, into memory
+        t0 = time.monotonic()
+        sha, pages = objstore.read_document(path, opts)
+        return sha, pages, 0.0 if isinstance(pages, InputError) else time.monotonic() - t0
     sha = None
     try:
         sha = file_sha256(path)
@@ -313,7 +320,8 @@ def gather(paths: Sequence[str], glob: str | None, out: str, group_by: str | Non
     if not inputs:
         raise UsageError("no documents found in the given paths",
                          hint="check the folder, or pass --glob '*.ext' to pick other files")
-    return grouping.batch_documents(inputs, group_by, paths), direct
+    given = [objstore.clean(p) if objstore.is_uri(p) else p for p in paths]
+    return grouping.batch_documents(inputs, group_by, given), direct
 
 
 def open_sink(out: str, direct: Sequence[str], *, resume: bool, force: bool

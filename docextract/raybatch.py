@@ -30,7 +30,7 @@ from concurrent.futures import Future
 from types import SimpleNamespace
 from typing import Any, Sequence
 
-from . import batch, grouping, pipeline
+from . import batch, grouping, objstore, pipeline
 from .console import Console
 from .errors import ExitCode, InputError, ModelError, UsageError
 from .fsutil import display_name
@@ -314,6 +314,8 @@ def _absolute(inp, cwd: str):
     """The input with its files' paths joined to `cwd` (workers may start in another folder)."""
     if isinstance(inp, grouping.Document):
         return grouping.Document(inp.source, tuple(_absolute(i, cwd) for i in inp.inputs))
+    if isinstance(inp.path, objstore.ObjectPath):
+        return inp
     return batch.Input(os.path.join(cwd, inp.path), inp.name)
 
 
