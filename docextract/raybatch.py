@@ -304,8 +304,7 @@ def run_ray_batch(paths: Sequence[str], opts: RunOptions, console: Console, *, o
             ray.shutdown()
     c = writer.counts
     lost = f", {pool.lost} actor(s) lost" if pool is not None and pool.lost else ""
-    console.info(f"{c['done']} processed, {c['skipped']} already done, {c['errors']} unreadable, "
-                 f"{c['invalid']} invalid{lost}"
+    console.info(batch.summary(c) + lost
                  + ("" if to_stdout else f"; results in {display_name(out)}"))
     return writer.worst
 
@@ -434,8 +433,8 @@ def _write(item, writer, inputs, existing, written) -> None:
         return
     written.add(i)
     if item.get("skip"):
-        writer.counts["skipped"] += 1
         previous = existing.get(item["key"])
+        batch.count_skipped(writer.counts, previous)
         if previous is not None:
             writer.worst = batch._worse(writer.worst, previous)
         writer.bar.update(1, skipped=writer.counts["skipped"])
