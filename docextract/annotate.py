@@ -1,7 +1,8 @@
 """Pictures for the reviewer: each page as PNG with a box per located field.
 
 Boxes are coloured by the field's state: green fine, amber needs review, red a validation error
-names it; each is labelled with the field path and its confidence. Fields with no box on a page
+names it; each is labelled with the field path and its confidence. A value printed in parts (a
+GST rate as its CGST and SGST halves) gets a box per part. Fields with no box on a page
 (photos and scans, values not found) are listed in a panel under the page, with the same
 colours. Masked identifiers are drawn blacked out, at every place their visible pattern is
 printed on the page, so the picture is as safe to share as the record. A photo or scan has no
@@ -113,10 +114,17 @@ def page_picture(record: dict[str, Any], page, first: int = 1) -> Image.Image:
         conf = confidence.get(path)
         label = path + (f" {conf:.2f}" if conf is not None else "")
         if e.get("bbox") and e.get("page") == page.number and scale:
-            x0, y0, x1, y1 = px(e["bbox"])
+            # A value printed in parts (a rate as its CGST and SGST halves): a box per part, not
+            # their union, which would frame the columns between them; labelled on the first.
+            parts = e.get("parts") or [e["bbox"]]
             pad = 2
-            draw.rectangle((x0 - pad, y0 - pad, x1 + pad, y1 + pad), outline=COLOURS[state],
-                           width=2)
+            for part in parts:
+                x0, y0, x1, y1 = px(part)
+                draw.rectangle((x0 - pad, y0 - pad, x1 + pad, y1 + pad), outline=COLOURS[state],
+                               width=2)
+            x0, y0, x1, y1 = px(parts[0])
+            if e.get("match"):
+                label += f" ({e['match']})"
             tw = draw.textlength(label, font=font)
             th = font.size if hasattr(font, "size") else 11
             ty = max(0, y0 - pad - th - 2)

@@ -33,7 +33,7 @@ from .console import Console, dumps
 from .errors import ExitCode, InputError, Interrupted, Terminated, UsageError
 from .fsutil import (OutputLock, atomic_write_text, check_output, display_name, is_record,
                      output_error)
-from . import budget, grouping, pipeline
+from . import budget, grouping, objstore, pipeline
 from .pipeline import EngineFactory, RunOptions, error_record
 from .status import EngineStatus
 
@@ -64,7 +64,10 @@ def collect_documents(paths: Sequence[str], glob: str | None,
         if given == "-":
             raise UsageError("batch cannot read a document from stdin",
                              hint="use 'docextract run -' for one document from stdin")
-        if p.is_dir():
+        if objstore.is_uri(given):  # object storage: named by full URI (see objstore.py)
+            found += [Input(obj, str(obj)) for obj in
+                      objstore.collect(given, glob, DOCUMENT_SUFFIXES)]
+        elif p.is_dir():
             for root, dirs, files in os.walk(p):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
@@ -86,7 +89,7 @@ def collect_documents(paths: Sequence[str], glob: str | None,
     names: dict[str, int] = {}
     out: list[Input] = []
     for inp in found:
-        real = os.path.realpath(inp.path)
+        real = inp.path if isinstance(inp.path, objstore.ObjectPath) else os.path.realpath(inp.path)
         if real in seen:
             continue
         seen.add(real)
@@ -214,6 +217,10 @@ def read_document(path, opts: RunOptions) -> tuple[Any, Any, float]:
         t0 = time.monotonic()
         shas, pages = grouping.load_batch_document(path, opts)
         return shas, pages, time.monotonic() - t0
+    if isinstance(path, objstore.ObjectPath):  # one read, into memory
+        t0 = time.monotonic()
+        sha, pages = objstore.read_document(path, opts)
+        return sha, pages, 0.0 if isinstance(pages, InputError) else time.monotonic() - t0
     sha = None
     try:
         sha = file_sha256(path)
@@ -313,7 +320,8 @@ def gather(paths: Sequence[str], glob: str | None, out: str, group_by: str | Non
     if not inputs:
         raise UsageError("no documents found in the given paths",
                          hint="check the folder, or pass --glob '*.ext' to pick other files")
-    return grouping.batch_documents(inputs, group_by, paths), direct
+    given = [objstore.clean(p) if objstore.is_uri(p) else p for p in paths]
+    return grouping.batch_documents(inputs, group_by, given), direct
 
 
 def open_sink(out: str, direct: Sequence[str], *, resume: bool, force: bool
@@ -356,10 +364,37 @@ def run_batch(paths: Sequence[str], opts: RunOptions, console: Console, *, out: 
         runner.close()
         if lock is not None:
             lock.__exit__(None, None, None)
-    c = runner.counts
-    console.info(f"{c['done']} processed, {c['skipped']} already done, {c['errors']} unreadable, "
-                 f"{c['invalid']} invalid" + ("" if to_stdout else f"; results in {display_name(out)}"))
+    console.info(summary(runner.counts) + ("" if to_stdout else f"; results in {display_name(out)}"))
     return runner.worst
+
+
+def new_counts() -> dict[str, int]:
+    return {"done": 0, "skipped": 0, "errors": 0, "invalid": 0, "earlier_errors": 0,
+            "earlier_invalid": 0}
+
+
+def count_skipped(counts: dict[str, int], previous: dict[str, Any] | None) -> None:
+    """A document already in --out: counted, and its verdict kept for the summary (the exit code
+    covers it too, see _worse)."""
+    counts["skipped"] += 1
+    if previous is None:
+        return
+    if previous.get("data") is None and previous.get("errors"):
+        counts["earlier_errors"] += 1
+    elif not previous.get("valid"):
+        counts["earlier_invalid"] += 1
+
+
+def summary(c: dict[str, int]) -> str:
+    """The batch's last line on stderr. The first four counts are this run's; the documents
+    already done before are summed up in brackets when any of them failed, so that a resumed
+    run's exit code 1 or 3 is explained by the line above it."""
+    line = (f"{c['done']} processed, {c['skipped']} already done, {c['errors']} unreadable, "
+            f"{c['invalid']} invalid")
+    if c.get("earlier_errors") or c.get("earlier_invalid"):
+        line += (f" (of those already done: {c.get('earlier_errors', 0)} unreadable, "
+                 f"{c.get('earlier_invalid', 0)} invalid)")
+    return line
 
 
 class _Runner:
@@ -381,7 +416,7 @@ class _Runner:
         self.session = None
         self.windowing = None
         self.inflight: dict[int, dict[str, Any]] = {}
-        self.counts = {"done": 0, "skipped": 0, "errors": 0, "invalid": 0}
+        self.counts = new_counts()
         self.worst = ExitCode.OK
         self.pages = 0
         self.tokens = 0
@@ -442,7 +477,7 @@ class _Runner:
         key = self._key(inp, sha, not isinstance(pages, InputError))
         previous = self._done_before(inp, sha, key)
         if previous is not None:
-            self.counts["skipped"] += 1
+            count_skipped(self.counts, previous)
             self.worst = _worse(self.worst, previous)
             self.bar.update(1, skipped=self.counts["skipped"])
             return

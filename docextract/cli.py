@@ -10,6 +10,10 @@ from typing import Annotated, Iterator, List, Optional
 import typer
 
 from . import __version__
+from .cliopts import (bare_ray_is_auto, Quiet, Verbose, NoProgress, SchemaOpt, ModelOpt, PagesOpt,
+                      DpiOpt, MaxPixelsOpt, PasswordOpt, ExpertsOpt, DeviceOpt, UnmaskOpt,
+                      RetriesOpt, OfflineOpt, WindowOpt, ForceOpt, GlobOpt, ResumeOpt, WorkersOpt,
+                      MaxBatchOpt, GpuMemoryOpt, GroupByOpt, RayOpt)
 from .console import Console
 from .errors import DocextractError, ExitCode, sigterm_as_error
 from .reviewcmd import AnnotateOpt, ReviewBelowOpt, register as register_review
@@ -33,43 +37,6 @@ Exit codes: 0 ok, 1 validation failed, 2 usage, 3 unreadable input or unwritable
 model_app = typer.Typer(no_args_is_help=True, help="Download, inspect and quantise models.")
 app.add_typer(model_app, name="model")
 
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", envvar="DOCEXTRACT_QUIET",
-                                     help="Only errors on stderr.")]
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", envvar="DOCEXTRACT_VERBOSE",
-                                       help="Debug messages and tracebacks on stderr.")]
-NoProgress = Annotated[bool, typer.Option("--no-progress", envvar="DOCEXTRACT_NO_PROGRESS",
-                                          help="No progress bars.")]
-SchemaOpt = Annotated[str, typer.Option("--schema", "-s", help="A schema name (see 'docextract "
-                                        "schemas'), auto, path/to/schema.json or path/to/module.py:Class.")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", envvar="DOCEXTRACT_MODEL",
-                                                 help="Model directory or repository id.")]
-PagesOpt = Annotated[Optional[str], typer.Option("--pages", "-p", help="Pages to read, e.g. 1-3,5.")]
-DpiOpt = Annotated[Optional[int], typer.Option("--dpi", envvar="DOCEXTRACT_DPI", min=36, max=1200,
-                                               help="PDF render resolution (default 200).")]
-MaxPixelsOpt = Annotated[Optional[int], typer.Option(
-    "--max-pixels", envvar="DOCEXTRACT_MAX_PIXELS", min=32 * 32,
-    help="Pixel budget per page; larger pages are scaled down (default 2560 x 32 x 32 on a GPU, "
-         "768 x 32 x 32 on the CPU).")]
-PasswordOpt = Annotated[Optional[str], typer.Option("--password", envvar="DOCEXTRACT_PDF_PASSWORD",
-                                                    help="Password of encrypted PDFs.")]
-ExpertsOpt = Annotated[Optional[str], typer.Option(
-    "--experts", envvar="DOCEXTRACT_EXPERTS",
-    help="Routed-expert precision: bf16, int8 or int4 (default bf16; int4 for the default model "
-         "on 32-79 GiB GPUs).")]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", envvar="DOCEXTRACT_DEVICE",
-                                                  help="cuda or cpu (default: cuda when present).")]
-UnmaskOpt = Annotated[bool, typer.Option("--unmask", help=(
-    "Show in full what is masked by default: Aadhaar numbers and VIDs, PANs, bank account numbers "
-    "and IBANs, in their own fields and wherever else they appear (free text, unknown keys, "
-    "error paths). GSTINs and UK VAT numbers are never masked."))]
-RetriesOpt = Annotated[int, typer.Option("--retries", min=0, max=5,
-                                         help="Extra attempts when hard validation errors remain.")]
-OfflineOpt = Annotated[bool, typer.Option("--offline", envvar="HF_HUB_OFFLINE",
-                                          help="Never download anything.")]
-WindowOpt = Annotated[Optional[int], typer.Option("--window", min=0, help="Pages per request for "
-                                                  "the rows of long documents (0: one request).")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an --out file that docextract "
-                                        "did not write (its content is lost).")]
 register_review(app)  # `review`, from its own module
 
 
@@ -148,26 +115,13 @@ def run(files: Annotated[List[str], typer.Argument(help="PDF or image files; - r
 def batch(paths: Annotated[List[str], typer.Argument(help="Folders (recursive) and files.")],
           schema: SchemaOpt,
           out: Annotated[str, typer.Option("--out", "-o", help="JSON Lines file, or - for stdout.")],
-          glob: Annotated[Optional[str], typer.Option("--glob", help="Only files matching this "
-                                                      "pattern, e.g. '*.pdf'.")] = None,
-          resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Skip documents "
-                                               "already in --out.")] = True,
-          workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Threads reading "
-                                               "and rendering documents.")] = 2,
-          max_batch: Annotated[Optional[int], typer.Option(
-              "--max-batch", min=1, max=256, envvar="DOCEXTRACT_MAX_BATCH",
-              help="Documents decoded together (default: what fits --gpu-memory; 8 on CPU).")] = None,
-          gpu_memory: Annotated[Optional[float], typer.Option(
-              "--gpu-memory", min=1, envvar="DOCEXTRACT_GPU_MEMORY",
-              help="GiB of GPU memory for weights and state in all (default: 90% of the card).")] = None,
+          glob: GlobOpt = None, resume: ResumeOpt = True, workers: WorkersOpt = 2,
+          max_batch: MaxBatchOpt = None, gpu_memory: GpuMemoryOpt = None,
           model: ModelOpt = None, pages: PagesOpt = None, dpi: DpiOpt = None,
           max_pixels: MaxPixelsOpt = None, password: PasswordOpt = None,
           experts: ExpertsOpt = None, device: DeviceOpt = None, unmask: UnmaskOpt = False,
           retries: RetriesOpt = 1, offline: OfflineOpt = False, force: ForceOpt = False,
-          window: WindowOpt = None, group_by: Annotated[Optional[str], typer.Option(
-              "--group-by", help="Files as pages of one document: folder or stem.")] = None,
-          ray: Annotated[Optional[str], typer.Option("--ray", help="Run on a Ray cluster: auto "
-                                                     "or its address (docextract[ray]).")] = None,
+          window: WindowOpt = None, group_by: GroupByOpt = None, ray: RayOpt = None,
           review_below: ReviewBelowOpt = None,
           quiet: Quiet = False, verbose: Verbose = False, no_progress: NoProgress = False) -> None:
     """Extract every document under folders into a JSON Lines file; resumes where it stopped.
@@ -414,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         from click import exceptions as click_exc
 
     console = Console()
+    argv = bare_ray_is_auto(sys.argv[1:] if argv is None else list(argv))
     try:
         code = typer.main.get_command(app).main(args=argv, prog_name="docextract",
                                                 standalone_mode=False)

@@ -13,7 +13,13 @@ spellings a person would accept as the same value:
 - everything else (names, identifiers, addresses, descriptions): equal once case, spaces and
   punctuation are ignored (`4858 7464 4227` = `485874644227`, a two-line address = the same
   address joined with commas); a masked value (`XXXX XXXX 4227`) matches any digits in the X
-  places.
+  places;
+- a rate of an intra-state GST line (an item with a CGST or SGST amount) printed only as its two
+  halves, `9%` CGST and `9%` SGST for `18`: both halves on the item's row locate it; its box is
+  the union of the two, with `parts` (the two boxes) and `match: "cgst+sgst halves"`;
+- names and other text in any script: Unicode NFKC (so NFC; a nukta letter equals its
+  consonant + nukta), case-folded, joiners (ZWJ, ZWNJ) dropped, combining marks (matras, virama)
+  kept: `मिश्रा` is not `मीश्रा`.
 
 A value may span several words and lines; it must start and end on word boundaries. Its box is
 the union of the words it covers, in PDF points (72 per inch, origin top left of the page).
@@ -22,7 +28,10 @@ field is taken (vertically only for the items of an array), so that the fields o
 or invoice line point at the same row, and a supplier's state at the supplier's block. A field of an object with a `page` field is looked up on that page first; found only on
 another page, it is a page mismatch.
 
-Photos and scans have no text layer: their fields get no box, with the reason stated.
+Photos and scans have no text layer: their fields get no box, with the reason stated. So does a
+value in a script (Devanagari, say) whose text on the page does not map back to Unicode (a font
+without a usable ToUnicode map: glyph numbers or U+FFFD come back instead of letters): it is not
+called absent from a page where it cannot be read.
 """
 
 from __future__ import annotations
@@ -41,6 +50,9 @@ NO_TEXT_LAYER = "no text layer (a photo or a scan): the value cannot be located"
 NOT_FOUND = "not found in the text layer of any page"
 NOT_ON_ROW = "not found on the row of the item's other fields"
 NOT_LOOKED_UP = "a category or yes/no value chosen by the model, not printed text"
+UNMAPPED = ("not found; the page's {script} text does not map back to Unicode (its font has no "
+            "usable ToUnicode map), so the value cannot be located")
+HALVES = "cgst+sgst halves"
 
 _CURRENCY = re.compile(r"^(?:₹|rs\.?|inr|£|gbp|\$|usd|€|eur)+|(?:₹|rs\.?|inr|£|gbp|\$|usd|€|eur|/-)+$",
                        re.IGNORECASE)
@@ -58,6 +70,29 @@ def norm(text: str) -> str:
     """Case-, space- and punctuation-insensitive form: letters, digits and marks only."""
     text = unicodedata.normalize("NFKC", text).casefold()
     return "".join(ch for ch in text if ch.isalnum() or unicodedata.category(ch).startswith("M"))
+
+
+def script(ch: str) -> str | None:
+    """The script of a letter or mark from its Unicode name ("DEVANAGARI", "LATIN"), else None."""
+    if unicodedata.category(ch)[0] not in "LM":
+        return None
+    return unicodedata.name(ch, "").split(" ")[0] or None
+
+
+def unmapped_script(value: str, pages: Sequence[PageText]) -> str | None:
+    """The script of `value` (other than Latin) when a page's text in that script does not map
+    back to Unicode: a word holding letters of the script and U+FFFD, a private-use character or
+    a non-ASCII letter of another script (a glyph number read as a character, `मɚ`)."""
+    wanted = {script(ch) for ch in value} - {None, "LATIN"}
+    for name in sorted(wanted):
+        for page in pages:
+            for w in page.words:
+                word = str(w[4])
+                if any(script(ch) == name for ch in word) and any(
+                        ch == "\ufffd" or unicodedata.category(ch) == "Co"
+                        or (ord(ch) > 0x7F and script(ch) not in (None, name)) for ch in word):
+                    return name.capitalize()
+    return None
 
 
 def amount(text: str) -> Decimal | None:
@@ -122,8 +157,11 @@ class PageText:
             or self.words[first:last + 1]
         # A word's box runs from the font's ascender to its descender, into the lines above and
         # below on tightly set pages: a fifth of the height is taken off at the top and bottom.
+        # Not at the top of Devanagari and other Indic words, whose vowel signs rise there above
+        # the headline.
         trim = min(w[3] - w[1] for w in ws) * 0.2
-        return (min(w[0] for w in ws), min(w[1] for w in ws) + trim,
+        tall = any(script(ch) not in (None, "LATIN") for w in ws for ch in str(w[4]))
+        return (min(w[0] for w in ws), min(w[1] for w in ws) + (trim / 4 if tall else trim),
                 max(w[2] for w in ws), max(w[3] for w in ws) - trim)
 
     def find_text(self, pattern: str) -> list[Hit]:
@@ -229,7 +267,8 @@ def locate(data: Any, pages: Sequence[Any], schema: dict | None = None) -> dict[
     """{path: evidence} for every non-null leaf of `data` (except `page` fields). `pages` are
     ingest.Pages (or anything with `number` and `words`: pymupdf words in PDF points, None for an
     image). Evidence: {"page", "bbox" [x0, y0, x1, y1] or None, "unit": "pt"} plus "reason" when
-    there is no box, or when the value was found on another page than the record says."""
+    there is no box, or when the value was found on another page than the record says, and
+    "parts" (boxes) and "match" when the value is printed in parts (a rate as CGST + SGST)."""
     words = {p.number: getattr(p, "words", None) for p in pages}
     texts = {n: PageText(n, w) for n, w in words.items() if w}
     has_layer = {n: bool(w) for n, w in words.items()}
@@ -266,6 +305,9 @@ def _locate_leaves(own: dict, named: int | None, texts: dict, has_layer: dict,
     on the anchor's row: alone it would match too many places."""
     order = ([named] if named in has_layer else []) + [n for n in has_layer if n != named]
     found: dict[str, list[Hit]] = {}
+    halves: dict[str, list[Hit]] = {}
+    # An intra-state GST line: CGST and SGST, each at half the line's rate.
+    intra = any(p.rsplit(".", 1)[-1] in ("cgst_amount", "sgst_amount") for p in own)
     for path, (parts, value) in own.items():
         if isinstance(value, bool):
             out[path] = {"page": named, "bbox": None, "unit": UNIT, "reason": NOT_LOOKED_UP}
@@ -279,12 +321,17 @@ def _locate_leaves(own: dict, named: int | None, texts: dict, has_layer: dict,
                     hits = [h for h in hits if _printed_with_percent(texts[number], h)]
                 if hits:
                     break
+        if row and intra and path.rsplit(".", 1)[-1].endswith("rate"):
+            halves[path] = _halves(value, [texts[n] for n in order if n in texts])
         if hits:
             found[path] = hits
         elif not texts:
             out[path] = {"page": named, "bbox": None, "unit": UNIT, "reason": NO_TEXT_LAYER}
         elif is_category(schema, parts):
             out[path] = {"page": named, "bbox": None, "unit": UNIT, "reason": NOT_LOOKED_UP}
+        elif isinstance(value, str) and (name := unmapped_script(value, list(texts.values()))):
+            out[path] = {"page": named, "bbox": None, "unit": UNIT,
+                         "reason": UNMAPPED.format(script=name)}
         elif not all(has_layer.values()):
             out[path] = {"page": named, "bbox": None, "unit": UNIT,
                          "reason": "not found in the text layer; some pages have none (scans)"}
@@ -297,13 +344,26 @@ def _locate_leaves(own: dict, named: int | None, texts: dict, has_layer: dict,
         anchor = found[path][0]
     if row and anchor is not None:
         for path in [p for p in found if len(norm(str(own[p][1]))) <= 2]:
-            found[path] = [h for h in found[path] if h.page == anchor.page
-                           and h.bbox[1] < anchor.bbox[3] and h.bbox[3] > anchor.bbox[1]]
+            found[path] = [h for h in found[path] if _on_row(h, anchor)]
             if not found[path]:
                 del found[path]
                 out[path] = {"page": named, "bbox": None, "unit": UNIT, "reason": NOT_ON_ROW}
     # Two fields of one object with the same value (CGST and SGST) take different occurrences.
     used: set[tuple] = set()
+    for path, hits in halves.items():
+        # A rate printed only as its CGST and SGST halves: the first two on the item's row.
+        pair = sorted((h for h in hits if anchor is not None and _on_row(h, anchor)),
+                      key=lambda h: h.bbox[0])[:2]
+        if path in found or len(pair) < 2:
+            continue
+        union = tuple(f(a, b) for f, a, b in zip((min, min, max, max), pair[0].bbox, pair[1].bbox))
+        out[path] = {"page": anchor.page, "bbox": [round(x, 2) for x in _outward(union)],
+                     "unit": UNIT, "parts": [[round(x, 2) for x in _outward(h.bbox)] for h in pair],
+                     "match": HALVES}
+        if named is not None and anchor.page != named:
+            out[path]["reason"] = (f"found on page {anchor.page}, not on page {named} that the "
+                                   "record names")
+        used |= {(h.page, h.bbox) for h in pair}
     for path, hits in found.items():
         best = min(hits, key=lambda h: ((h.page, h.bbox) in used, h.page != anchor.page,
                                         _distance(h.bbox, anchor.bbox, row)))
@@ -312,6 +372,22 @@ def _locate_leaves(own: dict, named: int | None, texts: dict, has_layer: dict,
         if named is not None and best.page != named:
             entry["reason"] = f"found on page {best.page}, not on page {named} that the record names"
         out[path] = entry
+
+
+def _on_row(hit: Hit, anchor: Hit) -> bool:
+    return (hit.page == anchor.page and hit.bbox[1] < anchor.bbox[3]
+            and hit.bbox[3] > anchor.bbox[1])
+
+
+def _halves(value: Any, pages: Sequence[PageText]) -> list[Hit]:
+    """Everywhere half of a rate is printed with its % sign (the item's row is picked later)."""
+    try:
+        half = Decimal(str(value)) / 2
+    except InvalidOperation:
+        return []
+    if isinstance(value, bool) or not half.is_finite() or half <= 0:
+        return []
+    return [h for page in pages for h in page.find_amount(half) if _printed_with_percent(page, h)]
 
 
 def _distance(a: tuple, b: tuple, row: bool) -> float:

@@ -27,7 +27,7 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 
 from .fsutil import display_name
@@ -95,7 +95,7 @@ def by_folder(inputs: Sequence[str], given: Sequence[str]) -> list[Group]:
     for path in inputs:
         if os.path.normpath(path) not in direct:
             folders.setdefault(os.path.dirname(path), []).append(path)
-    nested = {str(up) for f in folders for up in Path(f).parents} & set(folders)
+    nested = {up for f in folders for up in _parents(f)} & set(folders)
     out: list[Group] = []
     for path in inputs:
         folder = os.path.dirname(path)
@@ -105,6 +105,14 @@ def by_folder(inputs: Sequence[str], given: Sequence[str]) -> list[Group]:
             files = tuple(sorted(folders[folder], key=lambda p: _natural(os.path.basename(p))))
             out.append(Group(folder or ".", files))
     return out
+
+
+def _parents(folder: str) -> list[str]:
+    """The folders above `folder`; for a URI (s3://bucket/a/b), those below its bucket."""
+    scheme, sep, rest = folder.partition("://")
+    if not sep:
+        return [str(up) for up in Path(folder).parents]
+    return [f"{scheme}://{up}" for up in map(str, PurePosixPath(rest).parents) if up != "."]
 
 
 def group_inputs(inputs: Sequence[str], by: str | None, given: Sequence[str] = ()) -> list[Group]:
@@ -188,12 +196,20 @@ def batch_documents(inputs: Sequence[Any], by: str | None, given: Sequence[str])
 
 def load_batch_document(doc: Document, opts) -> tuple[list[str | None], Any]:
     """(each file's sha256 or None, the joined pages or the first InputError) for a Document."""
-    from . import ingest
+    from . import ingest, objstore
     from .errors import InputError
 
     shas: list[str | None] = []
     loaded, failure = [], None
     for inp in doc.inputs:
+        if isinstance(inp.path, objstore.ObjectPath):  # one read, into memory
+            sha, pages = objstore.read_document(inp.path, opts, render=failure is None)
+            shas.append(sha)
+            if isinstance(pages, InputError):
+                failure = failure or pages
+            elif pages is not None:
+                loaded.append((inp.path, pages))
+            continue
         try:
             shas.append(ingest.file_sha256(inp.path))
         except (OSError, InputError):

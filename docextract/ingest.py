@@ -42,6 +42,7 @@ from PIL import (BmpImagePlugin, GifImagePlugin, Image, ImageOps, JpegImagePlugi
 
 from .errors import InputError, PageRangeError, UsageError
 from .fsutil import display_name
+from .objstore import is_uri
 
 DEFAULT_DPI = 200
 PATCH = 32
@@ -109,6 +110,30 @@ def load(source: str | os.PathLike | bytes, *, dpi: int = DEFAULT_DPI, pages: st
     InputError, naming the file, for anything wrong with the input itself.
     """
     ranges = parse_pages(pages) if pages is not None else None
+    _check_options(dpi, max_pixels, max_pages)
+    is_stdin = _is_stdin(source)
+    name = "stdin" if is_stdin else display_name(source)
+    data = _read_stdin(stdin) if is_stdin else _read_file(source, name)
+    return _load_data(data, name, "-" if is_stdin else os.fsdecode(source), ranges, pages, dpi,
+                      max_pixels, password, max_pages, max_image_tokens)
+
+
+def load_bytes(data: bytes, source: str, *, dpi: int = DEFAULT_DPI, pages: str | None = None,
+               max_pixels: int = DEFAULT_MAX_PIXELS, password: str | None = None,
+               max_pages: int = DEFAULT_MAX_PAGES, max_image_tokens: int | None = None
+               ) -> list[Page]:
+    """As `load`, for a document already in memory (read from object storage): `source` names
+    it in errors and in each Page; nothing is written to disk."""
+    ranges = parse_pages(pages) if pages is not None else None
+    _check_options(dpi, max_pixels, max_pages)
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError(f"{display_name(source)}: file is larger than the limit of "
+                         f"{_size(MAX_FILE_BYTES)}")
+    return _load_data(bytes(data), display_name(source), str(source), ranges, pages, dpi,
+                      max_pixels, password, max_pages, max_image_tokens)
+
+
+def _check_options(dpi: int, max_pixels: int, max_pages: int) -> None:
     if not 36 <= dpi <= 1200:
         raise UsageError(f"--dpi {dpi} is out of range", hint="use a value between 36 and 1200")
     if max_pixels < PATCH * PATCH:
@@ -116,16 +141,18 @@ def load(source: str | os.PathLike | bytes, *, dpi: int = DEFAULT_DPI, pages: st
                          hint=f"use at least {PATCH * PATCH}")
     if max_pages < 1:
         raise UsageError(f"max_pages must be at least 1, got {max_pages}")
-    is_stdin = _is_stdin(source)
-    name = "stdin" if is_stdin else display_name(source)
-    data = _read_stdin(stdin) if is_stdin else _read_file(source, name)
+
+
+def _load_data(data: bytes, name: str, source: str, ranges, pages: str | None, dpi: int,
+               max_pixels: int, password: str | None, max_pages: int,
+               max_image_tokens: int | None) -> list[Page]:
     if not data:
         raise InputError(f"{name}: file is empty (0 bytes)")
     kind = sniff(data)
     if kind is None:
         what, hint = describe_unknown(data)
         raise InputError(f"{name}: not a PDF or image ({what})", hint=hint)
-    ctx = _Context(name=name, source="-" if is_stdin else os.fsdecode(source),
+    ctx = _Context(name=name, source=source,
                    sha256=hashlib.sha256(data).hexdigest(), ranges=ranges, spec=pages,
                    dpi=dpi, max_pixels=max_pixels, max_pages=max_pages,
                    max_image_tokens=max_image_tokens)
@@ -426,6 +453,9 @@ def _read_file(path, name: str) -> bytes:
 
 def _os_error(name: str, exc: OSError) -> InputError:
     if isinstance(exc, FileNotFoundError):
+        if is_uri(name):
+            return InputError(f"{name}: no such file",
+                              hint="object storage is read by 'docextract batch URI --out FILE'")
         return InputError(f"{name}: no such file")
     if isinstance(exc, PermissionError):
         return InputError(f"{name}: permission denied",

@@ -90,13 +90,19 @@ EngineFactory = Callable[[RunOptions, Console], Any]
 
 
 def _gpu_memory_gib(device: str | None) -> float | None:
-    if device == "cpu":
+    """Memory of the GPU the engine will run on: `--device cuda:N` names it, else the first."""
+    device = None if device in (None, "auto") else device
+    if device is not None and not device.startswith("cuda"):
         return None
     import torch
 
     if not torch.cuda.is_available():
         return None
-    return torch.cuda.get_device_properties(0).total_memory / 2**30
+    try:
+        index = torch.device(device).index if device else None
+    except (RuntimeError, ValueError):  # a malformed --device is reported when the engine loads
+        index = None
+    return torch.cuda.get_device_properties(index or 0).total_memory / 2**30
 
 
 def _local_context(model: str | None) -> int | None:
@@ -212,6 +218,15 @@ def load_engine(opts: RunOptions, console: Console):
                      "for constrained decoding")
         engine.prepare_grammars()
     config = getattr(engine, "config", None)
+    if config is not None and str(device).startswith("cuda"):
+        import torch
+
+        from .engine.quant import widened_fp8_note
+
+        note = widened_fp8_note(config, engine.experts,
+                                torch.cuda.get_device_capability(engine.model.device))
+        if note:
+            console.warn(note)
     if config is not None:
         opts.context = config.text_config.max_position_embeddings
     return engine
@@ -273,7 +288,8 @@ def extract_flow(pages: Sequence[Any], spec, model_info: dict[str, str], *,
     and confidence, confidence_min, evidence, review, needs_review from review.py).
     Driven by `drive`, or many documents at once by the batch runner. A long document with a row
     list is read in page windows (see windows.py): then the flow yields lists of Requests and is
-    sent lists of Completions (and the record has evidence and review, but no confidence)."""
+    sent lists of Completions; confidence is then taken from the answer(s) each field was read
+    from (windows.field_confidence)."""
     from . import review
     from .engine.api import Request
 
@@ -282,10 +298,11 @@ def extract_flow(pages: Sequence[Any], spec, model_info: dict[str, str], *,
     if window:
         result = yield from windows.windowed_flow(pages, spec, window, model_info, unmask=unmask,
                                                   retries=retries)
-        # The data is masked here: masked values are located by their visible pattern.
-        return {**result, **review.assess(result["data"], pages, spec.json_schema,
-                                          result["errors"], threshold=threshold,
-                                          confidence=({}, {}), unmask=unmask)}
+        confidence, data, first = (result.pop(k) for k in ("_confidence", "_unmasked", "_first"))
+        changed = review.changed_leaves(first, data) if first is not None else ()
+        return {**result, **review.assess(data, pages, spec.json_schema, result["errors"],
+                                          changed=changed, threshold=threshold,
+                                          confidence=confidence, unmask=unmask)}
 
     prompt = prompt_for(spec)
     # Unbounded strings capped (see Spec.decoder_schema), so no field decodes for minutes.

@@ -30,7 +30,7 @@ from concurrent.futures import Future
 from types import SimpleNamespace
 from typing import Any, Sequence
 
-from . import batch, grouping, pipeline
+from . import batch, grouping, objstore, pipeline
 from .console import Console
 from .errors import ExitCode, InputError, ModelError, UsageError
 from .fsutil import display_name
@@ -304,8 +304,7 @@ def run_ray_batch(paths: Sequence[str], opts: RunOptions, console: Console, *, o
             ray.shutdown()
     c = writer.counts
     lost = f", {pool.lost} actor(s) lost" if pool is not None and pool.lost else ""
-    console.info(f"{c['done']} processed, {c['skipped']} already done, {c['errors']} unreadable, "
-                 f"{c['invalid']} invalid{lost}"
+    console.info(batch.summary(c) + lost
                  + ("" if to_stdout else f"; results in {display_name(out)}"))
     return writer.worst
 
@@ -314,6 +313,8 @@ def _absolute(inp, cwd: str):
     """The input with its files' paths joined to `cwd` (workers may start in another folder)."""
     if isinstance(inp, grouping.Document):
         return grouping.Document(inp.source, tuple(_absolute(i, cwd) for i in inp.inputs))
+    if isinstance(inp.path, objstore.ObjectPath):
+        return inp
     return batch.Input(os.path.join(cwd, inp.path), inp.name)
 
 
@@ -432,8 +433,8 @@ def _write(item, writer, inputs, existing, written) -> None:
         return
     written.add(i)
     if item.get("skip"):
-        writer.counts["skipped"] += 1
         previous = existing.get(item["key"])
+        batch.count_skipped(writer.counts, previous)
         if previous is not None:
             writer.worst = batch._worse(writer.worst, previous)
         writer.bar.update(1, skipped=writer.counts["skipped"])

@@ -10,8 +10,9 @@ A field needs review when
 - `retry_changed`: a retry (after validation errors) gave it another value than the first answer.
 
 Record fields added here: `confidence` and `confidence_min` ({path: probability}), `evidence`
-({path: {page, bbox, unit, reason?}}, bbox in PDF points), `review` ([{loc, reasons}]) and
-`needs_review`.
+({path: {page, bbox, unit, reason?, parts?, match?}}, bbox in PDF points), `review` ([{loc,
+reasons}]), `needs_review` and `review_below` (the confidence threshold the review used, so that
+`docextract eval` and a reader know what `low_confidence` meant).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import json
 from typing import Any, Sequence
 
 from . import evidence as ev
-from .confidence import field_confidence
+from .confidence import field_confidence, join
 
 # A starting point, not a calibrated figure: a model that is right on a field is usually far
 # more sure than this of every choice it made; calibrate on your own documents (README).
@@ -28,12 +29,47 @@ DEFAULT_REVIEW_BELOW = 0.9
 REASONS = ("low_confidence", "validation_error", "not_on_page", "page_mismatch", "retry_changed")
 
 
-def changed_leaves(before: Any, after: Any) -> list[str]:
-    """Paths of the leaves whose value differs between two answers (present in either)."""
-    old, new = dict(ev.leaves(before)), dict(ev.leaves(after))
+def changed_leaves(before: Any, after: Any, path: str = "") -> list[str]:
+    """Paths (in `after`) of the leaves whose value differs between two answers. Lists are
+    aligned first, so that a row a retry added or removed flags that row only, not every row
+    after it: an added row's leaves are listed, a removed row as the list's own path."""
     if before is None or after is None:
         return []
-    return [p for p in list(new) + [p for p in old if p not in new] if old.get(p) != new.get(p)]
+    return _changed(before, after, path)
+
+
+def _changed(before: Any, after: Any, path: str) -> list[str]:
+    if isinstance(before, dict) and isinstance(after, dict):
+        out = []
+        for key in list(after) + [k for k in before if k not in after]:
+            here = join(path, key)
+            if key not in after:
+                out += [p for p, _ in ev.leaves(before[key], here)] or [here]
+            elif key not in before:
+                out += [p for p, v in ev.leaves(after[key], here)]
+            else:
+                out += _changed(before[key], after[key], here)
+        return out
+    if isinstance(before, list) and isinstance(after, list):
+        import difflib
+
+        def canon(items: list) -> list[str]:
+            return [json.dumps(x, sort_keys=True, ensure_ascii=False) for x in items]
+
+        out = []
+        blocks = difflib.SequenceMatcher(None, canon(before), canon(after), autojunk=False)
+        for op, a0, a1, b0, b1 in blocks.get_opcodes():
+            if op == "equal":
+                continue
+            pairs = min(a1 - a0, b1 - b0) if op == "replace" else 0
+            for k in range(pairs):  # rows edited in place
+                out += _changed(before[a0 + k], after[b0 + k], join(path, b0 + k))
+            for j in range(b0 + pairs, b1):  # rows added
+                out += [p for p, _ in ev.leaves(after[j], join(path, j))]
+            if a1 - a0 > pairs and path not in out:  # rows removed
+                out.append(path)
+        return out
+    return [] if before == after else [path]
 
 
 def review_list(data: Any, errors: Sequence[dict], confidence: dict[str, float],
@@ -78,7 +114,7 @@ def assess(data: Any, pages: Sequence[Any], schema: dict | None, errors: Sequenc
     found = ev.locate(data, pages, schema) if data is not None else {}
     review = review_list(data, errors, mean, found, changed, threshold)
     fields = {"confidence": mean, "confidence_min": low, "evidence": found, "review": review,
-              "needs_review": bool(review)}
+              "needs_review": bool(review), "review_below": threshold}
     if not unmask:
         from .schemas import masking
 
@@ -114,5 +150,5 @@ def recheck(record: dict[str, Any], pages: Sequence[Any],
     fields = assess(data, pages, spec.json_schema if spec else None, errors, changed=changed,
                     threshold=threshold, confidence=confidence)
     out.update(evidence=fields["evidence"], review=fields["review"],
-               needs_review=fields["needs_review"])
+               needs_review=fields["needs_review"], review_below=fields["review_below"])
     return out

@@ -201,6 +201,25 @@ class Merged:
     origins: list[tuple[int, int]] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)  # first merged index of each window
     warnings: list[tuple[int, str, str]] = field(default_factory=list)  # (row, type, message)
+    # Fields of a merged row that came from other rows than its origin (a row joined over a
+    # page break): {row: {field: [(window, local index), ...] in reading order}}.
+    joined: dict[int, dict[str, list[tuple[int, int]]]] = field(default_factory=dict)
+
+    def sources(self, j: int, key: str) -> list[tuple[int, int]]:
+        """The window rows whose `key` value makes up merged row j's (for confidence)."""
+        return self.joined.get(j, {}).get(key, [self.origins[j]])
+
+
+def _join_sources(head: dict[str, Any], head_src, tail: dict[str, Any], tail_src
+                  ) -> dict[str, list[tuple[int, int]]]:
+    """Where each field of _join_rows(head, tail) comes from; `head_src`/`tail_src` give a
+    field's sources in each part."""
+    out = {"description": head_src("description") + tail_src("description")}
+    for key in set(head) | set(tail):
+        if key == "description":
+            continue
+        out[key] = head_src(key) if head.get(key) is not None else tail_src(key)
+    return out
 
 
 def merge(windows: Sequence[Sequence[dict[str, Any]]], rule: RowRule) -> Merged:
@@ -210,27 +229,43 @@ def merge(windows: Sequence[Sequence[dict[str, Any]]], rule: RowRule) -> Merged:
         items = [(k, dict(r)) for k, r in enumerate(rows) if isinstance(r, dict)]
         items = [(k, r) for k, r in items if not is_carried(r, rule)]
         m.starts.append(len(m.rows))
+        pending = None  # the sources of items[0]'s fields when it was joined to a fragment
         if m.rows and items:
             # A fragment before the break starts the first row after it.
             if is_fragment(m.rows[-1], rule) and not is_fragment(items[0][1], rule):
+                j = len(m.rows) - 1
                 head = m.rows.pop()
-                m.origins.pop()
-                items[0] = (items[0][0], _join_rows(head, items[0][1]) | {"page": head.get("page")})
+                head_joined = m.joined.pop(j, {})
+                head_origin = m.origins.pop()
+                k0, tail = items[0]
+                items[0] = (k0, _join_rows(head, tail) | {"page": head.get("page")})
+                pending = _join_sources(
+                    head, lambda key: head_joined.get(key, [head_origin]), tail,
+                    lambda key: [(w, k0)])
                 m.starts[-1] = len(m.rows)
             # A fragment after the break continues the last row before it.
             elif is_fragment(items[0][1], rule):
-                m.rows[-1] = _join_rows(m.rows[-1], items[0][1])
+                j = len(m.rows) - 1
+                k0, tail = items[0]
+                m.joined[j] = _join_sources(m.rows[-1], lambda key: m.sources(j, key),
+                                            tail, lambda key: [(w, k0)])
+                m.rows[-1] = _join_rows(m.rows[-1], tail)
                 items = items[1:]
-            if items and _same_transaction(m.rows[-1], items[0][1], rule):
+            if items and m.rows and _same_transaction(m.rows[-1], items[0][1], rule):
                 kept, again = m.rows[-1], items[0][1]
                 a, b = kept.get("description") or "", again.get("description") or ""
                 if b.startswith(a) and len(b) > len(a):
                     kept["description"] = b
+                    m.joined.setdefault(len(m.rows) - 1, {})["description"] = (
+                        pending or {}).get("description", [(w, items[0][0])])
+                pending = None
                 if not rule.running_balance:
                     m.warnings.append((len(m.rows) - 1, "repeated_row",
                                        "an identical row on both sides of a page break was kept "
                                        "once"))
                 items = items[1:]
+        if pending is not None and items:
+            m.joined[len(m.rows)] = pending
         for k, r in items:
             m.rows.append(r)
             m.origins.append((w, k))
@@ -355,7 +390,7 @@ def windowed_flow(pages: Sequence[Any], spec, window: int, model_info: dict[str,
                                                                      ends[1].number, n), hschema),
                         images=[p.image for p in ends], image_labels=_label(ends),
                         json_schema=hschema,
-                        max_new_tokens=pipeline.max_new_tokens_for(hschema))]
+                        max_new_tokens=pipeline.max_new_tokens_for(hschema), logprobs=True)]
     names = [f"the header (pages {ends[0].number} and {ends[1].number})"]
     for a, b in spans:
         part = pages[a:b + 1]
@@ -364,10 +399,13 @@ def windowed_flow(pages: Sequence[Any], spec, window: int, model_info: dict[str,
                                                rschema),
                                 images=[p.image for p in part], image_labels=_label(part),
                                 json_schema=rschema,
-                                max_new_tokens=pipeline.max_new_tokens_for(rschema)))
+                                max_new_tokens=pipeline.max_new_tokens_for(rschema),
+                                logprobs=True))
         names.append(f"pages {first}-{last}")
     prompts = [r.prompt for r in requests]
     answers: list[str] = [""] * len(requests)
+    latest: list[Any] = [None] * len(requests)  # each request's last Completion
+    first = None  # the data of the first round (what a retry changed, for review)
     finished: list[str] = ["stop"] * len(requests)
     timing: dict[str, Any] = {"prefill_s": 0.0, "decode_s": 0.0, "tokens": 0, "requests": 0}
     todo = list(range(len(requests)))
@@ -381,12 +419,13 @@ def windowed_flow(pages: Sequence[Any], spec, window: int, model_info: dict[str,
                 timing[key] += float(c.timings.get(key, 0.0))
             timing["tokens"] += len(c.tokens)
             timing["requests"] += 1
-            answers[i], finished[i] = c.text, c.finish_reason
+            answers[i], finished[i], latest[i] = c.text, c.finish_reason, c
         header = parse_header(answers[0], rule)
         parts = [parse_rows(a, rule) for a in answers[1:]]
         merged = merge([p or [] for p in parts], rule)
         data = {**(header or {}), rule.rows: merged.rows}
         validation = spec.validate(data)
+        first = validation.data if rounds == 1 else first
         own: dict[int, list] = {}  # issues that belong to one request as a whole
         for i, ok in enumerate([header is not None] + [p is not None for p in parts]):
             if not ok:
@@ -418,8 +457,11 @@ def windowed_flow(pages: Sequence[Any], spec, window: int, model_info: dict[str,
             old = requests[i]
             requests[i] = Request(prompt=prompts[i] + "\n\n" + pipeline.feedback_text(feedback[i]),
                                   images=old.images, image_labels=old.image_labels,
-                                  json_schema=old.json_schema, max_new_tokens=old.max_new_tokens)
+                                  json_schema=old.json_schema, max_new_tokens=old.max_new_tokens,
+                                  logprobs=True)
     timing["wall_s"] = time.monotonic() - t0
+    confidence = field_confidence(latest[0], latest[1:], merged, rule)
+    final = validation.data
     data, masked = validation.data, []
     if data is not None and not unmask:
         data, masked = spec.mask(data)
@@ -428,7 +470,55 @@ def windowed_flow(pages: Sequence[Any], spec, window: int, model_info: dict[str,
             "timing": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in timing.items()},
             "model": dict(model_info),
             "windows": [[pages[a].number, pages[b].number] for a, b in spans],
-            "header_pages": [ends[0].number, ends[1].number]}
+            "header_pages": [ends[0].number, ends[1].number],
+            # For review.assess, not the record (pipeline.extract_flow takes them out):
+            "_confidence": confidence, "_unmasked": final, "_first": first if rounds > 1 else None}
+
+
+def _token_logprobs(completion) -> dict[str, list[float]]:
+    """{leaf path: log-probabilities of its value tokens} of one answer (see confidence.py)."""
+    from .confidence import value_tokens
+
+    lps = getattr(completion, "logprobs", None)
+    offsets, forced = getattr(completion, "offsets", None), getattr(completion, "forced", None)
+    if completion is None or lps is None or offsets is None or forced is None:
+        return {}
+    return {path: [lps[j] for j in tokens]
+            for path, tokens in value_tokens(completion.text, offsets, forced, lps).items()
+            if tokens}
+
+
+def field_confidence(header, parts: Sequence[Any], m: Merged, rule: RowRule,
+                     digits: int = 3) -> tuple[dict[str, float], dict[str, float]]:
+    """(confidence, confidence_min) of the merged record, as confidence.field_confidence defines
+    them for one answer: the header's fields from the header answer; each merged row's fields from
+    the window answer(s) they were read from, a description joined over a page break from the
+    value tokens of both parts."""
+    pooled: dict[str, list[float]] = dict(_token_logprobs(header))
+    by_window = [_token_logprobs(c) for c in parts]
+    local: list[dict[tuple[int, str], list[tuple[str, list[float]]]]] = []
+    for found in by_window:
+        index: dict[tuple[int, str], list[tuple[str, list[float]]]] = {}
+        for path, lps in found.items():
+            where = locate(path, rule)
+            if where is None or not where[1].startswith("."):
+                continue
+            k, rest = where
+            key = re.split(r"[.\[]", rest[1:], maxsplit=1)[0]
+            index.setdefault((k, key), []).append((rest, lps))
+        local.append(index)
+    for j, row in enumerate(m.rows):
+        for key, value in row.items():
+            if value is None:
+                continue
+            for w, k in m.sources(j, key):
+                if w >= len(local):
+                    continue
+                for rest, lps in local[w].get((k, key), ()):
+                    pooled.setdefault(f"{rule.rows}[{j}]{rest}", []).extend(lps)
+    mean = {p: round(math.exp(sum(v) / len(v)), digits) for p, v in pooled.items()}
+    low = {p: round(math.exp(min(v)), digits) for p, v in pooled.items()}
+    return mean, low
 
 
 def _attribute(hard: Sequence[Any], m: Merged, rule: RowRule, own: dict[int, list],

@@ -6,6 +6,14 @@ Helvetica metrics (Nimbus Sans), and the rupee sign and Devanagari use MuPDF's b
 which only pymupdf's HTML layout (`insert_htmlbox`, HarfBuzz) does, so Devanagari runs go there;
 plain `TextWriter` text would come out as unshaped glyph sequences.
 
+MuPDF writes those shaped glyphs with a ToUnicode map that has no entry for conjuncts and matra
+variants (they come back as glyph numbers, `पूजा मɚ ţा`), and a pre-base matra is drawn left of
+its consonant, which breaks the extracted line. So a Devanagari line gets a text layer as a
+scanner's OCR layer is made: the shaped glyphs are marked `/ActualText ()` (no text of their
+own), and the line's Unicode text is written word by word in invisible text (render mode 3),
+each word stretched over the shaped word's box. `page.get_text()` then reads the line as
+written, in logical order, with word boxes where the words are drawn.
+
 Drawing is buffered: shapes, then text, then HTML boxes and images are written in `finish()`,
 because every direct page call rewrites the content stream (quadratic for long pages).
 """
@@ -13,6 +21,7 @@ because every direct page call rewrites the content stream (quadratic for long p
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,13 +154,14 @@ class Canvas:
 
     def html(self, box: tuple[float, float, float, float], s: str, size: float = 9,
              bold: bool = False, color: Color = BLACK, align: str = "left") -> None:
-        """Plain text `s` (escaped here) laid out and shaped inside `box`."""
+        """Plain text `s` (escaped here) laid out and shaped inside `box`; Devanagari text gets
+        the invisible text layer described in the module docstring (one line only)."""
         rgb = "#%02x%02x%02x" % tuple(round(c * 255) for c in color)
         weight = "bold" if bold else "normal"
         body = html.escape(s).replace("\n", "<br>")
         markup = (f'<p style="font-family:sans-serif;font-size:{size}px;color:{rgb};'
                   f'font-weight:{weight};text-align:{align};margin:0;line-height:1.2">{body}</p>')
-        self._late.append(("html", (pymupdf.Rect(*box), markup)))
+        self._late.append(("html", (pymupdf.Rect(*box), markup, s, size, bold)))
 
     def image(self, box: tuple[float, float, float, float], png: bytes) -> None:
         self._late.append(("image", (pymupdf.Rect(*box), png)))
@@ -160,11 +170,74 @@ class Canvas:
         self._shape.commit()
         for color, writer in self._writers.items():
             writer.write_text(self.page, color=color)
-        for kind, (box, payload) in self._late:
+        for kind, (box, payload, *text) in self._late:
             if kind == "html":
                 self.page.insert_htmlbox(box, payload, scale_low=0)
+                if has_devanagari(text[0]):
+                    _text_layer(self.page, box, payload, *text)
             else:
                 self.page.insert_image(box, stream=payload)
+
+
+_FORM = re.compile(rb"\s*q /fzFrm[0-9]+ Do Q\s*")
+
+
+def _text_layer(page: pymupdf.Page, box: pymupdf.Rect, markup: str, s: str, size: float,
+                bold: bool) -> None:
+    """Give the HTML box just drawn on `page` (its content stream is the page's last) no text
+    of its own, and write `s` over it in invisible text, word by word on the shaped words."""
+    doc = page.parent
+    xref = page.get_contents()[-1]
+    drawn = doc.xref_stream(xref)
+    if "\n" in s or not _FORM.fullmatch(drawn):
+        raise RuntimeError(f"unexpected HTML box content for a Devanagari line: {drawn[:60]!r}")
+    doc.update_stream(xref, b"/Span <</ActualText ()>> BDC " + drawn.strip() + b" EMC")
+    # Where the shaped glyphs are: the same box laid out alone on a scratch page of the same
+    # size. Glyphs come in logical order, spaces included, so words split at the spaces.
+    scratch = pymupdf.open()
+    try:
+        spot = scratch.new_page(width=page.rect.width, height=page.rect.height)
+        spot.insert_htmlbox(box, markup, scale_low=0)
+        words: list[list[tuple]] = [[]]
+        for span in spot.get_texttrace():
+            for ch in span["chars"]:
+                if ch[0] == 0x20:
+                    words.append([])
+                else:
+                    words[-1].append(ch)
+    finally:
+        scratch.close()
+    words = [w for w in words if w]
+    texts = s.split()
+    if len(words) != len(texts):
+        raise RuntimeError(f"{len(texts)} words in a Devanagari line, {len(words)} drawn")
+    latin = "bold" if bold else "regular"
+    for i, (text, glyphs) in enumerate(zip(texts, words)):
+        x0, x1 = min(g[3][0] for g in glyphs), max(g[3][2] for g in glyphs)
+        baseline = glyphs[0][2][1]
+        writer = pymupdf.TextWriter(page.rect)
+        x = x0
+        for run, kind in _script_runs(text, latin):
+            writer.append((x, baseline), run, font=font(kind), fontsize=size)
+            x += _length(run, kind, size)
+        stretch = (x1 - x0) / (x - x0) if x > x0 else 1.0
+        if i + 1 < len(texts):
+            # The space itself, so that extraction does not have to guess it from the gap.
+            writer.append((x, baseline), " ", font=font(latin), fontsize=size)
+        writer.write_text(page, render_mode=3,
+                          morph=(pymupdf.Point(x0, baseline), pymupdf.Matrix(stretch, 1)))
+
+
+def _script_runs(s: str, latin: str) -> list[tuple[str, str]]:
+    """(text, font kind) runs: Devanagari (and the joiners) in the Devanagari font."""
+    runs: list[tuple[str, str]] = []
+    for ch in s:
+        k = "deva" if has_devanagari(ch) or ch in "\u200c\u200d" or ch == RUPEE else latin
+        if runs and runs[-1][1] == k:
+            runs[-1] = (runs[-1][0] + ch, k)
+        else:
+            runs.append((ch, k))
+    return runs
 
 
 def pdf_bytes(doc: pymupdf.Document) -> bytes:

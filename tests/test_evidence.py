@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -81,7 +82,9 @@ def _same(text: str, value) -> bool:
                 return True
         except InvalidOperation:
             pass
-    fold = lambda s: "".join(ch for ch in s.casefold() if ch.isalnum())  # noqa: E731
+    # Letters, digits and combining marks (Devanagari matras and virama count), NFC, no case.
+    fold = lambda s: "".join(ch for ch in unicodedata.normalize("NFC", s).casefold()  # noqa: E731
+                             if ch.isalnum() or unicodedata.category(ch).startswith("M"))
     signs = {"INR": ("₹", "Rs"), "GBP": ("£",), "USD": ("$",), "EUR": ("€",)}
     return fold(text) == fold(str(value)) or (value in signs and text.startswith(signs[value]))
 
@@ -117,23 +120,36 @@ def test_truth_values_are_found_on_the_right_page_with_their_text_in_the_box(res
             if not ev or ev["bbox"] is None or (want is not None and ev["page"] != want):
                 misses.append(f"{path}={value!r} ({ev and ev.get('reason')})")
                 continue
-            page, rect = held[ev["page"] - 1], pymupdf.Rect(ev["bbox"])
-            # get_textbox takes ~0.2 s a call here: it reads a few boxes of each document, and
-            # get_text with the box as clip (the same text on these samples, ~1 ms) the rest.
-            if ok < 3:
-                text = page.get_textbox(rect, textpage=layers[ev["page"] - 1])
+            page = held[ev["page"] - 1]
+
+            def read(box):
+                # get_textbox takes ~0.2 s a call here: it reads a few boxes of each document,
+                # and get_text with the box as clip (the same text on these samples, ~1 ms) the
+                # rest.
+                if ok < 3:
+                    return page.get_textbox(pymupdf.Rect(box), textpage=layers[ev["page"] - 1])
+                return page.get_text("text", clip=pymupdf.Rect(box))
+
+            if ev.get("parts"):
+                # A rate printed only as its CGST and SGST halves (an intra-state GST line):
+                # each part's box reads half the value, and the box is the union of the parts.
+                half = Decimal(str(value)) / 2
+                texts = [read(box) for box in ev["parts"]]
+                union = [f(c) for f, c in zip((min, min, max, max), zip(*ev["parts"]))]
+                if (ev.get("match") != "cgst+sgst halves" or len(texts) != 2
+                        or not all(_same(t, half) for t in texts) or ev["bbox"] != union):
+                    wrong.append(f"{path}={value!r} parts read {texts!r}")
+                    continue
             else:
-                text = page.get_text("text", clip=rect)
-            if not _same(text, value):
-                wrong.append(f"{path}={value!r} box reads {text!r}")
-                continue
+                text = read(ev["bbox"])
+                if not _same(text, value):
+                    wrong.append(f"{path}={value!r} box reads {text!r}")
+                    continue
             ok += 1
         located, total = located + ok, total + n
         report.append(f"{entry['name']}: {ok}/{n} located; misses: {misses or 'none'}")
         assert not wrong, f"{entry['name']}: box text differs: {wrong}"
-        # Per document: the shortfalls known today are Devanagari names (the samples' text
-        # layer does not map those glyphs back to Unicode) and GST rates printed as two halves.
-        assert ok >= 0.8 * n, "\n".join(report)
+        assert ok >= 0.95 * n, "\n".join(report)
     print("\n".join(report))
     assert located >= 0.95 * total, "\n".join(report)
 
@@ -188,3 +204,73 @@ def test_spellings_a_person_accepts(value, printed):
     # The box covers the printed value, from its first word with a letter or digit, and no more.
     first = next(w for w in words[2:] if any(ch.isalnum() for ch in w[4]))
     assert ev["bbox"][0] == first[0] and words[1][2] < ev["bbox"][2] < words[-1][0]
+
+
+def _row_words(*cells, y=10.0):
+    """Words of one printed row, left to right, each 8 pt a character, as pymupdf gives them."""
+    words, x = [], 10.0
+    for cell in cells:
+        for w in cell.split():
+            words.append((x, y, x + 8 * len(w), y + 10.0, w, 0, 0, len(words)))
+            x += 8 * len(w) + 4
+        x += 20
+    return words
+
+
+def test_a_rate_printed_as_its_cgst_and_sgst_halves_is_located_by_both_halves():
+    line = {"description": "Widget", "hsn_sac": "84713010", "amount": "1000.00", "tax_rate": "18",
+            "cgst_amount": "90.00", "sgst_amount": "90.00"}
+    words = (_row_words("1", "Widget", "84713010", "1,000.00", "9%", "90.00", "9%", "90.00")
+             + _row_words("2", "Other", "9%", y=40.0))
+    page = SimpleNamespace(number=1, words=words)
+    ev = locate({"lines": [line]}, [page])["lines[0].tax_rate"]
+    halves = [w for w in words if w[4] == "9%" and w[1] == 10.0]
+    assert ev["match"] == "cgst+sgst halves" and ev["page"] == 1 and "reason" not in ev
+    assert ev["parts"] == [[w[0], w[1] + 2, w[2], w[3] - 2] for w in halves]  # trimmed 20%
+    assert ev["bbox"] == [halves[0][0], 12.0, halves[1][2], 18.0]
+    # Half of 5 is 2.5.
+    five = _row_words("1", "Widget", "84713010", "1,000.00", "2.5%", "25.00", "2.5%", "25.00")
+    ev = locate({"lines": [{**line, "tax_rate": "5", "cgst_amount": "25.00",
+                            "sgst_amount": "25.00"}]}, [SimpleNamespace(number=1, words=five)])
+    assert ev["lines[0].tax_rate"]["match"] == "cgst+sgst halves"
+    # One half on the item's row (the other on another row) is not enough.
+    one = _row_words("1", "Widget", "84713010", "1,000.00", "9%", "90.00", "90.00") + \
+        _row_words("2", "Other", "9%", y=40.0)
+    ev = locate({"lines": [line]}, [SimpleNamespace(number=1, words=one)])
+    assert ev["lines[0].tax_rate"]["bbox"] is None and "parts" not in ev["lines[0].tax_rate"]
+    # An inter-state line (IGST) is not read as halves.
+    igst = {**line, "cgst_amount": None, "sgst_amount": None, "igst_amount": "180.00"}
+    ev = locate({"lines": [igst]}, [SimpleNamespace(number=1, words=words)])
+    assert ev["lines[0].tax_rate"]["bbox"] is None
+
+
+@pytest.mark.parametrize("value,printed,found", [
+    ("पूजा मिश्रा", "पूजा  मिश्रा", True),
+    ("\u0958ादर खान", "\u0915\u093cादर खान", True),      # क़ precomposed = क + nukta (NFC)
+    ("\u0929ीना", "\u0928\u093cीना", True),              # ऩ = न + nukta
+    ("पूजा मिश्रा", "पूजा मि\u200dश्रा", True),         # a joiner inside the word
+    ("पूजा मिश्रा", "पूजा मीश्रा", False),               # another matra is another name
+    ("पूजा मिश्रा", "पूजा मश्रा", False),                # so is a missing one
+])
+def test_devanagari_names_compare_with_their_marks(value, printed, found):
+    words = _row_words("नाम:", printed)
+    ev = locate({"name_local": value}, [SimpleNamespace(number=1, words=words)])["name_local"]
+    assert (ev["bbox"] is not None) is found, ev
+
+
+def test_devanagari_that_does_not_map_to_unicode_is_a_stated_miss_not_a_box(tmp_path):
+    """MuPDF's own HTML layout writes shaped Devanagari whose conjuncts and matras come back as
+    glyph numbers (`म ɚ ţा`), as in some real e-Aadhaar PDFs: no box, and the reason says so."""
+    doc = pymupdf.open()
+    page = doc.new_page(width=300, height=100)
+    page.insert_htmlbox(pymupdf.Rect(10, 10, 290, 40), "<p>नाम: पूजा मिश्रा</p>")
+    doc.save(tmp_path / "card.pdf")
+    data = {"name_local": "पूजा मिश्रा", "name": "Ritu"}
+    ev = locate(data, _text_pages(tmp_path / "card.pdf"))
+    assert ev["name_local"]["bbox"] is None
+    assert "Devanagari text does not map back to Unicode" in ev["name_local"]["reason"]
+    assert ev["name"]["reason"] == "not found in the text layer of any page"
+    # Not a planted wrong value: review does not call it absent from the page.
+    from docextract.review import review_list
+    assert review_list(data, [], {}, ev) == [
+        {"loc": "name", "reasons": ["not_on_page"]}]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import docextract.samples
-from docextract import ingest, schemas
+from docextract import ingest, review, schemas
 from docextract.engine.api import Completion
 from docextract.evidence import NO_TEXT_LAYER
 from docextract.pipeline import extract_document
@@ -124,6 +124,26 @@ def test_review_below_bounds(value):
     assert record["needs_review"] is (value == 1.0)
 
 
+def test_the_record_carries_its_review_threshold_and_eval_reads_it():
+    from docextract.evaluation import core, dataset
+
+    truth = _truth("pan-s1-001")
+    pages = ingest.load(str(DATA / "pan-s1-001.pdf"))
+    spec = schemas.get("pan")
+    record = extract_document(pages, spec, ScoredEngine(truth, doubtful=[truth["name"]]),
+                              review_below=0.2)
+    assert record["review_below"] == 0.2 and record["review"] == []
+    assert extract_document(pages, spec, ScoredEngine(truth))["review_below"] == 0.9
+    # `review` recomputes with its own threshold, and says which.
+    again = recheck(json.loads(json.dumps(record)), pages, threshold=0.5)
+    assert again["review_below"] == 0.5 and _reasons(again) == {"name": ["low_confidence"]}
+    # eval scores the record at the threshold it was made with, not at its default.
+    case = dataset.Case("pan-s1-001", DATA / "pan-s1-001.truth.json", [])
+    case.truth, case.schema, case.record = truth, "pan", json.loads(json.dumps(record))
+    report = core.score_cases([case])["confidence"]
+    assert (report["threshold"], report["threshold_from"]) == (0.2, "record (review_below)")
+
+
 def _picture_checks(png, box_pt, page):
     """The masked number's box is black in the picture (all of it)."""
     from PIL import Image
@@ -172,3 +192,37 @@ def test_run_annotate_and_review_command_draw_pages_with_masked_numbers_black(tm
     assert picture.height > original.height  # the panel listing the fields without a box
     assert len(set(picture.crop((0, 0, original.width, original.height)).getdata())) < \
         len(set(original.getdata())) / 20
+
+
+def test_a_row_added_by_a_retry_flags_that_row_only():
+    rows = [{"date": f"2024-04-0{i}", "amount": str(i)} for i in range(1, 6)]
+    before = {"name": "A", "transactions": rows[:2] + rows[3:]}
+    after = {"name": "A", "transactions": rows}
+    assert review.changed_leaves(before, after) == ["transactions[2].date",
+                                                     "transactions[2].amount"]
+    # A row removed is named by its list; a value edited in place by its own path.
+    assert review.changed_leaves(after, before) == ["transactions"]
+    edited = {"name": "B", "transactions": [dict(r) for r in rows]}
+    edited["transactions"][4]["amount"] = "50"
+    assert review.changed_leaves(after, edited) == ["name", "transactions[4].amount"]
+    assert review.changed_leaves(None, after) == [] and review.changed_leaves(after, after) == []
+
+def test_a_rate_found_as_two_halves_is_drawn_as_two_boxes_not_their_union():
+    from docextract import annotate
+    from docextract.evidence import locate
+
+    truth = _truth("gst_invoice-s1-001")
+    page = ingest.load(str(DATA / "gst_invoice-s1-001.pdf"))[0]
+    found = locate(truth, [page], schemas.get("invoice").json_schema)["lines[1].tax_rate"]
+    assert found["match"] == "cgst+sgst halves"
+    record = {"data": truth, "evidence": {"lines[1].tax_rate": found}, "review": []}
+    picture = annotate.page_picture(record, page)
+    sx = page.image.width / page.size_pt[0]
+    sy = page.image.height / page.size_pt[1]
+    green = annotate.COLOURS["fine"]
+    (a0, _, a1, _), (b0, _, b1, _) = found["parts"]
+    y = round(found["bbox"][3] * sy) + 2  # the bottom edge (the label sits on the top one)
+    for x0, x1 in ((a0, a1), (b0, b1)):
+        assert picture.getpixel((round((x0 + x1) / 2 * sx), y)) == green
+    # Between the halves (the CGST amount column) no edge is drawn.
+    assert picture.getpixel((round((a1 + b0) / 2 * sx), y)) != green

@@ -292,6 +292,19 @@ def resolve_experts(model_dir: str | Path | None, config: ModelConfig, requested
     return "float", False
 
 
+def widened_fp8_note(config: ModelConfig, loaded: str,
+                     capability: tuple[int, int] | None) -> str | None:
+    """A warning when an FP8 release's experts were widened to 16 bits because the GPU predates
+    FP8 (sm_89): the experts then take about twice the memory the release suggests."""
+    if (config.quant_method != "fp8" or not config.is_moe or loaded != "bf16"
+            or capability is None or tuple(capability) >= FP8_CAPABILITY):
+        return None
+    major, minor = capability
+    return (f"this GPU (sm_{major}{minor}) has no FP8: the checkpoint's FP8 experts were widened "
+            "to 16 bits while loading, about twice their size in memory; --experts int8 keeps "
+            "them at 8 bits")
+
+
 def load_model(model_dir: str | Path, config: ModelConfig, dtype: torch.dtype,
                device: str | torch.device, experts: str = "bf16") -> tuple[Model, LoadReport, str]:
     """Build and fill the model of `model_dir` with its routed experts as `experts` asks
@@ -333,6 +346,12 @@ def memory_by_mode(model_dir: str | Path | None, config: ModelConfig,
         n = model_bytes(model)
         out[f"experts_{requested}"] = {"format": label(fmt), "bytes": n,
                                        "gib": round(n / 1024 ** 3, 3)}
+    if out.get("experts_bf16", {}).get("format") == "fp8":
+        # GPUs before sm_89 widen an FP8 release's experts to 16 bits (see resolve_experts).
+        with torch.device("meta"):
+            n = model_bytes(Model(config, dtype))
+        out["experts_bf16_before_sm89"] = {"format": "bf16", "bytes": n,
+                                           "gib": round(n / 1024 ** 3, 3)}
     return out
 
 

@@ -3,6 +3,8 @@ batch engine, or read records already written), score, and build the report (pla
 
 from __future__ import annotations
 
+import copy
+import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -148,11 +150,36 @@ def _truth_for(case, spec, layout: F.Layout) -> dict[str, Any]:
         shown, _ = spec.mask(case.truth)
     except Exception:  # a truth the masker cannot handle: compare as is
         return case.truth
-    truth = dict(case.truth)
+    truth = copy.deepcopy(case.truth)
     for path in masked:
-        if isinstance(path, str) and "." not in path and "[" not in path and path in shown:
-            truth[path] = shown[path]
+        if isinstance(path, str):
+            _copy_at(shown, truth, path)
     return truth
+
+
+def _copy_at(src: Any, dst: Any, path: str) -> None:
+    """dst[path] = src[path] for a record path such as `transactions[1].reference`, when both
+    hold it (a truth shorter than the record is left as it is)."""
+    steps: list[Any] = []
+    for part in path.split("."):
+        name, *indices = re.split(r"\[", part)
+        if name:
+            steps.append(name)
+        steps += [int(i.rstrip("]")) for i in indices if i.rstrip("]").isdigit()]
+    for step in steps[:-1] if steps else ():
+        try:
+            src, dst = src[step], dst[step]
+        except (KeyError, IndexError, TypeError):
+            return
+    if not steps:
+        return
+    last = steps[-1]
+    try:
+        value = src[last]
+        dst[last]  # noqa: B018 (the truth holds it too)
+    except (KeyError, IndexError, TypeError):
+        return
+    dst[last] = value
 
 
 def score_cases(cases, review_below: float | None = None, *, auto: bool = False,

@@ -171,26 +171,35 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 
 def attach_records(cases: list[Case], records: list[dict[str, Any]]) -> None:
-    """Give each case its record: by the document's sha256 when it matches, else by file name
-    (the record's `source`); the last record wins."""
+    """Give each case its record: by the document's sha256 when it matches, else by file names
+    (the record's `source`; for page photos, the file names in its `sources`); the last record
+    wins. A document of page photos has the sha256 that `batch --group-by stem` and
+    `run --one-document` give it (see grouping.combined_sha256)."""
+    from ..grouping import combined_sha256
     from ..ingest import file_sha256
 
     by_sha: dict[str, dict[str, Any]] = {}
-    by_name: dict[str, dict[str, Any]] = {}
+    by_name: dict[Any, dict[str, Any]] = {}
     for rec in records:
         if isinstance(rec.get("sha256"), str):
             by_sha[rec["sha256"]] = rec
-        if isinstance(rec.get("source"), str):
+        sources = rec.get("sources")
+        if isinstance(sources, list) and len(sources) > 1:
+            names = tuple(Path(s["source"]).name if isinstance(s, dict)
+                          and isinstance(s.get("source"), str) else None for s in sources)
+            by_name[names] = rec
+        elif isinstance(rec.get("source"), str):
             by_name[Path(rec["source"]).name] = rec
     for case in cases:
-        if case.sha256 is None and len(case.files) == 1:
+        if case.sha256 is None:
             try:
-                case.sha256 = file_sha256(str(case.files[0]))
+                case.sha256 = combined_sha256([file_sha256(str(f)) for f in case.files])
             except (OSError, InputError):
                 case.sha256 = None
         rec = by_sha.get(case.sha256) if case.sha256 else None
-        if rec is None and len(case.files) == 1:
-            rec = by_name.get(case.files[0].name)
+        if rec is None:
+            names = [f.name for f in case.files]
+            rec = by_name.get(names[0] if len(names) == 1 else tuple(names))
         case.record = rec
 
 

@@ -124,3 +124,25 @@ def test_library_warnings_and_logs_only_show_with_verbose():
         logging.getLogger("some.lib").warning("noisy")
         assert ("deprecated thing" in err.getvalue()) is verbose
         assert ("noisy" in err.getvalue()) is verbose
+
+
+@pytest.mark.parametrize("args,address", [
+    (["--ray"], "auto"),
+    (["--ray", "--out", "o.jsonl"], "auto"),
+    (["--ray", "10.0.0.5:6379"], "10.0.0.5:6379"),
+    (["--ray", "ray://head:10001", "-q"], "ray://head:10001"),
+    ([], None),
+])
+def test_ray_given_alone_means_auto(monkeypatch, tmp_path, args, address):
+    from docextract import cli, raybatch
+
+    seen = []
+    monkeypatch.setattr(raybatch, "run_ray_batch", lambda *a, **kw: seen.append(kw["address"]) or 0)
+    monkeypatch.chdir(tmp_path)
+    argv = ["batch", "in", "-s", "pan", *args]
+    if "--out" not in argv:
+        argv += ["--out", "o.jsonl"]
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    assert seen == ([address] if address else [])
+    assert stop.value.code in (0, 3)  # without --ray: the missing input folder

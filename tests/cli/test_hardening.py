@@ -627,3 +627,18 @@ def test_25_final_progress_line_is_not_repeated(monkeypatch):
     with console.progress("documents", total=1) as bar:
         bar.update(1)
     assert err.getvalue() == "documents: 1/1\n"
+
+
+def test_a_resumed_run_explains_its_exit_code(engine, tmp_path):
+    """The exit code covers the documents done in earlier runs; the summary says which of them
+    failed, so that exit 3 is not next to "0 unreadable" alone."""
+    make_docs(tmp_path / "in", 2)
+    (tmp_path / "in" / "broken.png").write_bytes(b"not a picture")
+    out = tmp_path / "out.jsonl"
+    first = invoke("batch", tmp_path / "in", "-s", "receipt", "--out", out)
+    assert first.exit_code == 3 and "3 processed, 0 already done, 1 unreadable" in first.stderr
+    assert "of those already done" not in first.stderr
+    again = invoke("batch", tmp_path / "in", "-s", "receipt", "--out", out)
+    assert again.exit_code == 3 and len(read_jsonl(out)) == 3
+    assert ("0 processed, 3 already done, 0 unreadable, 0 invalid "
+            "(of those already done: 1 unreadable, 0 invalid)") in again.stderr

@@ -180,6 +180,20 @@ def test_default_model_follows_gpu_memory():
     assert default_repo(141) == "Qwen/Qwen3.5-35B-A3B"
 
 
+def test_the_default_model_is_sized_for_the_gpu_that_device_names(monkeypatch):
+    """Two cards of 8 and 24 GiB: `--device cuda:1` sizes the default model for the second."""
+    import torch
+
+    sizes = {0: 8, 1: 24}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda i: type("P", (), {"total_memory": sizes[i] * 2**30})())
+    assert pipeline._gpu_memory_gib("cuda:1") == 24
+    assert pipeline._gpu_memory_gib("cuda") == pipeline._gpu_memory_gib(None) == 8
+    assert pipeline._gpu_memory_gib("auto") == 8
+    assert pipeline._gpu_memory_gib("cpu") is None
+
+
 def test_model_dir_without_config_is_exit_4(receipt_spec, images, tmp_path):
     res = invoke("run", images[0], "-s", "receipt", "--model", str(tmp_path))
     assert res.exit_code == 4 and "model pull" in res.stderr

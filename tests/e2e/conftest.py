@@ -67,3 +67,37 @@ def short_context_model(tmp_path_factory) -> Path:
                      preset={"text_config": {"max_position_embeddings": SHORT_CONTEXT}})
     bias_checkpoint(folder)
     return folder
+
+
+# Credentials for the local S3 server (it accepts any); no real AWS configuration is read.
+FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials"}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A local S3-compatible server (moto) on 127.0.0.1 and a free port: `HOST:PORT`."""
+    import logging
+
+    ThreadedMotoServer = pytest.importorskip("moto.server").ThreadedMotoServer  # a dev extra
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"{host}:{port}"
+    server.stop()
+
+
+def s3_upload(endpoint: str, bucket: str, objects: dict[str, bytes]) -> None:
+    """Create `bucket` on the local server and put `objects` ({key: bytes}) in it."""
+    from pyarrow import fs
+
+    store, _ = fs.FileSystem.from_uri(
+        f"s3://?endpoint_override={endpoint}&scheme=http&allow_bucket_creation=true")
+    store.create_dir(bucket)
+    for key, data in objects.items():
+        with store.open_output_stream(f"{bucket}/{key}") as f:
+            f.write(data)

@@ -83,6 +83,28 @@ def test_page_photos_are_one_document(labelled, engine, tmp_path):
     assert (tmp_path / "w" / "pages" / "bank_statement-s1-001-photo.tiff").is_file()
 
 
+def test_predictions_of_a_batch_grouped_by_stem_score_the_page_photos(labelled, engine, tmp_path):
+    """Page photos extracted by `batch --group-by stem` (one record, `sources` in page order) are
+    matched to their truth when the batch's output is given as --predictions."""
+    preds = tmp_path / "batch.jsonl"
+    photos = sorted(labelled.glob("bank_statement-*-p*.jpg"))
+    res = run("batch", *photos, "--group-by", "stem", "--schema", "bank_statement", "--out", preds,
+              *SMALL)
+    assert res.exit_code == 0, res.output
+    res = run("eval", labelled, "--schema", "bank_statement", "--predictions", preds, "-q")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["documents"]["unmatched"] == [] and report["documents"]["scored"] == 1
+    assert report["summary"]["all_right_rate"] == 1.0, report["per_document"][0]["wrong"]
+    # Matched by the files' names when the photos were re-encoded since (another sha256).
+    record = json.loads(preds.read_text())
+    record["sha256"] = "0" * 64
+    preds.write_text(json.dumps(record) + "\n")
+    report = json.loads(run("eval", labelled, "--schema", "bank_statement", "--predictions", preds,
+                            "-q").stdout)
+    assert report["documents"]["scored"] == 1
+
+
 def records_for(folder: Path, edit=None) -> list[dict]:
     """Records as batch writes them for every document of `folder` (truth as data)."""
     entries = json.loads((SAMPLES / "manifest.json").read_text())["documents"]

@@ -78,3 +78,18 @@ def test_config_only_folder(tmp_path):
     memory = describe(tmp_path)["memory"]
     assert memory["experts_bf16"]["format"] == "fp8"
     assert 35 < memory["experts_bf16"]["gib"] < 36 and memory["experts_int4"]["gib"] < 21.5
+    # On an RTX 3090 / A100 (before sm_89) the same release takes the 16-bit release's memory.
+    assert memory["experts_bf16_before_sm89"]["format"] == "bf16"
+    assert 65 < memory["experts_bf16_before_sm89"]["gib"] < 66
+
+
+def test_a_gpu_before_fp8_is_warned_that_the_experts_were_widened(fp8_release, random_checkpoint):
+    from docextract.engine.config import load_config
+
+    fp8, plain = load_config(fp8_release()), load_config(random_checkpoint("moe"))
+    note = quant.widened_fp8_note(fp8, "bf16", (8, 6))
+    assert note.startswith("this GPU (sm_86) has no FP8") and "--experts int8" in note
+    assert quant.widened_fp8_note(fp8, "fp8", (9, 0)) is None
+    assert quant.widened_fp8_note(fp8, "int8", (8, 0)) is None
+    assert quant.widened_fp8_note(plain, "bf16", (8, 6)) is None
+    assert quant.widened_fp8_note(fp8, "fp8", None) is None
