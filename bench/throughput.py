@@ -157,7 +157,7 @@ def build_checkpoint(folder: Path, size: Size) -> None:
     write_tokenizer(folder, size.first_special_id)
 
 
-def documents(size: Size, seed: int) -> list[Request]:
+def documents(size: Size, seed: int, schema: dict | None = None) -> list[Request]:
     rng = np.random.default_rng(seed)
     out = []
     for k in range(size.docs):
@@ -166,8 +166,55 @@ def documents(size: Size, seed: int) -> list[Request]:
         n = int(rng.integers(size.fields[0], size.fields[1] + 1))
         lines = [FIELDS[(k + i) % len(FIELDS)] for i in range(n)]
         prompt = INSTRUCTION + "Fields:\n" + "\n".join(lines)
-        out.append(Request(prompt=prompt, images=[page], max_new_tokens=size.new_tokens))
+        out.append(Request(prompt=prompt, images=[page], max_new_tokens=size.new_tokens,
+                           json_schema=schema, logprobs=schema is not None))
     return out
+
+
+def sample_answer_lengths(engine, count: int, cap: int) -> list[int]:
+    """Tokens of the committed samples' truths (compact JSON, this checkpoint's tokenizer), in
+    name order over the born-digital ones, cycled to `count`, each at most `cap`."""
+    folder = Path(__file__).resolve().parents[1] / "samples" / "data"
+    truths = sorted(p for p in folder.glob("*.truth.json") if "-photo" not in p.name)
+    out = []
+    for k in range(count):
+        data = json.loads(truths[k % len(truths)].read_text(encoding="utf-8"))
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        out.append(min(cap, len(engine.tokenizer.encode(text)) + 1))  # + the stop token
+    return out
+
+
+class GrammarProcessor:
+    """transformers' side of `--schema`: the same grammar library, tokenizer and schema as our
+    engine (engine.grammars), one matcher per row, applied as a logits processor one token per
+    step. Where the grammar forces tokens, only the next forced token is allowed (our engine feeds
+    the whole forced run to the model in one forward instead); a complete value allows only the
+    stop token our engine appends. So both sides choose among the same tokens at every step."""
+
+    def __init__(self, engine, schema: dict, rows: int, start: int, stops: set[int]):
+        self.cons = [engine.grammars.new(schema) for _ in range(rows)]
+        self.start, self.stops = start, stops
+        self.done = [False] * rows
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        keep = torch.zeros_like(scores, dtype=torch.bool)
+        for i, c in enumerate(self.cons):
+            if input_ids.shape[1] > self.start and not self.done[i]:
+                last = int(input_ids[i, -1])
+                if last in self.stops:
+                    self.done[i] = True
+                else:
+                    c.accept(last)
+            if self.done[i]:
+                keep[i, :] = True  # finished rows: transformers pads them
+            elif c.finished:
+                keep[i, c.stop_token] = True
+            elif forced := c.forced():
+                keep[i, forced[0]] = True
+            else:
+                allowed = c.allowed()
+                keep[i, : allowed.numel()] = allowed[: scores.shape[1]]
+        return scores.masked_fill(~keep, float("-inf"))
 
 
 @dataclass
@@ -211,11 +258,23 @@ def transformers_batches(model, engine, requests: list[Request], batch: int, pad
             kwargs = {"pixel_values": torch.cat([p.pixel_values for p in images]),
                       "image_grid_thw": torch.cat([p.image_grid_thw for p in images]),
                       "mm_token_type_ids": (ids == image_id).int()}
-        n_new = requests[lo].max_new_tokens
+        group = requests[lo : lo + batch]
+        n_new = max(r.max_new_tokens for r in group)  # a padded batch runs to its longest member
+        schema = requests[lo].json_schema
+        if schema is not None:
+            from transformers import LogitsProcessorList
+
+            stops = set(engine.tokenizer.stop_ids) | {engine.tokenizer.im_end_id}
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [GrammarProcessor(engine, schema, len(prompts), longest, stops)])
         with torch.inference_mode():
             gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n_new, do_sample=False,
                                  pad_token_id=pad_id, **kwargs)
-        out.extend(gen[:, longest:].tolist())
+        for r, row in zip(group, gen[:, longest:].tolist()):
+            if schema is not None:  # up to and with the stop token (then padding)
+                stop = next((k for k, t in enumerate(row) if t in stops), None)
+                row = row if stop is None else row[: stop + 1]
+            out.append(row[: r.max_new_tokens])
     return out
 
 
@@ -275,6 +334,15 @@ def main() -> int:
     parser.add_argument("--profile", type=int, metavar="N",
                         help="cProfile both at N concurrent documents")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--answer-lengths", choices=("fixed", "samples"), default="fixed",
+                        help="fixed: every document generates --new-tokens; samples: document k "
+                             "stops after as many tokens as the k-th committed sample's truth "
+                             "(compact JSON in this tokenizer; at most --new-tokens), as a batch of "
+                             "mixed documents would; transformers' padded batch then runs to its "
+                             "longest member")
+    parser.add_argument("--schema", metavar="NAME",
+                        help="decode constrained by this docextract schema on both sides (the "
+                             "same grammar library on transformers' side as a logits processor)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run each batched pair N times, alternating; report the fastest")
     parser.add_argument("--batched-only", action="store_true",
@@ -306,19 +374,32 @@ def main() -> int:
         ref = Qwen3_5MoeForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
     pad_id = token_ids(size.first_special_id)["<|endoftext|>"]
     params = sum(p.numel() for p in ref.parameters())
-    requests = documents(size, args.seed)
+    schema = None
+    if args.schema:
+        from docextract import schemas
+
+        schema = schemas.get(args.schema).decoder_schema
+    requests = documents(size, args.seed, schema)
+    if args.answer_lengths == "samples":
+        budgets = sample_answer_lengths(engine, size.docs, size.new_tokens)
+        requests = [Request(prompt=r.prompt, images=r.images, max_new_tokens=n,
+                            json_schema=r.json_schema, logprobs=r.logprobs)
+                    for r, n in zip(requests, budgets)]
+        print("answer lengths (tokens): " + ", ".join(map(str, budgets)))
     prompt_lens = [engine.prompt(r).input_ids for r in requests]
     image_lens = [int((ids == engine.config.image_token_id).sum()) for ids in prompt_lens]
     prompt_lens = [ids.numel() for ids in prompt_lens]
 
-    warm = [Request(prompt=requests[0].prompt, images=requests[0].images, max_new_tokens=2)]
+    warm = [Request(prompt=requests[0].prompt, images=requests[0].images, max_new_tokens=2,
+                    json_schema=schema)]
     ours(engine, warm, 1)
     transformers_batches(ref, engine, warm, 1, pad_id)
     if args.batched_only:
         # Without the one-at-a-time rows, the first batched row would also pay the first
         # batch-sized allocations: warm both sides up on a batch of the first size.
         b = size.batches[0]
-        warm = [Request(prompt=r.prompt, images=r.images, max_new_tokens=2) for r in requests[:b]]
+        warm = [Request(prompt=r.prompt, images=r.images, max_new_tokens=2, json_schema=schema)
+                for r in requests[:b]]
         ours(engine, warm, b)
         transformers_batches(ref, engine, warm, b, pad_id)
 
@@ -340,14 +421,19 @@ def main() -> int:
     total_s = time.perf_counter() - started
 
     added = set(token_ids(size.first_special_id).values())
-    bad = [(r.name, r.concurrent, len(t)) for r in runs for t in r.tokens
-           if len(t) != size.new_tokens or set(t) & added]
+    budgets = [r.max_new_tokens for r in requests]
+    if schema is None:
+        bad = [(r.name, r.concurrent, len(t)) for r in runs for t, n in zip(r.tokens, budgets)
+               if len(t) != n or set(t) & added]
+    else:  # a JSON value may end before the budget, with the stop token
+        bad = [(r.name, r.concurrent, len(t)) for r in runs for t in r.tokens
+               if len(t) > size.new_tokens or set(t[:-1]) & added]
     if bad or any(len(r.tokens) != size.docs for r in runs):
         print(f"error: not every path generated {size.new_tokens} ordinary tokens per document: {bad[:4]}",
               file=sys.stderr)
         return 1
 
-    generated = size.docs * size.new_tokens
+    generated = sum(len(t) for t in runs[0].tokens)
     c_rate = {r.concurrent: size.docs / r.seconds for r in runs if r.name.startswith("transformers batched")}
     base = runs[0].tokens
     print(f"date {date.today()}; {machine()}; Python {platform.python_version()}, torch {torch.__version__}, "
@@ -359,8 +445,11 @@ def main() -> int:
           f"{size.vision['depth']} width {size.vision['hidden_size']}")
     print(f"documents: {size.docs}, one page each; prompt tokens {min(prompt_lens)}-{max(prompt_lens)} "
           f"(mean {sum(prompt_lens) / len(prompt_lens):.0f}), of them image tokens "
-          f"{min(image_lens)}-{max(image_lens)}; {size.new_tokens} generated tokens each, greedy, "
+          f"{min(image_lens)}-{max(image_lens)}; {min(budgets)}-{max(budgets)} generated tokens each, greedy, "
           f"added tokens' lm_head rows zero; whole run (build, load, all rows) {total_s:.0f} s")
+    if schema is not None:
+        print(f"constrained by schema {args.schema!r} on both sides: {generated} tokens generated "
+              f"in all ({generated / size.docs:.1f} a document, the stop token included)")
     print()
     heads = ["run", "concurrent docs", "wall s", "docs/s", "generated tok/s"]
     heads += [f"vs (c{b})" for b in size.batches] + ["load avg before/after"]
