@@ -434,6 +434,7 @@ def main() -> int:
         return 1
 
     generated = sum(len(t) for t in runs[0].tokens)
+    lengths = f"{min(budgets)}" if min(budgets) == max(budgets) else f"{min(budgets)}-{max(budgets)}"
     c_rate = {r.concurrent: size.docs / r.seconds for r in runs if r.name.startswith("transformers batched")}
     base = runs[0].tokens
     print(f"date {date.today()}; {machine()}; Python {platform.python_version()}, torch {torch.__version__}, "
@@ -445,7 +446,7 @@ def main() -> int:
           f"{size.vision['depth']} width {size.vision['hidden_size']}")
     print(f"documents: {size.docs}, one page each; prompt tokens {min(prompt_lens)}-{max(prompt_lens)} "
           f"(mean {sum(prompt_lens) / len(prompt_lens):.0f}), of them image tokens "
-          f"{min(image_lens)}-{max(image_lens)}; {min(budgets)}-{max(budgets)} generated tokens each, greedy, "
+          f"{min(image_lens)}-{max(image_lens)}; {lengths} generated tokens each, greedy, "
           f"added tokens' lm_head rows zero; whole run (build, load, all rows) {total_s:.0f} s")
     if schema is not None:
         print(f"constrained by schema {args.schema!r} on both sides: {generated} tokens generated "

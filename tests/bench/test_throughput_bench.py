@@ -61,3 +61,16 @@ def test_quick_run_prints_both_tables(tmp_path):
     for key, counts in agree.items():
         assert counts == ("4/4", "32/32"), key
     assert "our batched outputs equal our one-at-a-time outputs: yes" in out
+
+
+def test_quick_run_under_a_schema_and_with_mixed_answer_lengths(tmp_path):
+    """Both sides constrained by the same grammar give the same tokens; with the samples' answer
+    lengths each document stops at its own budget on both sides."""
+    result = subprocess.run([sys.executable, str(BENCH / "throughput.py"), "--quick", "--batched-only",
+                             "--batches", "4", "--schema", "invoice", "--answer-lengths", "samples",
+                             "--new-tokens", "12"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "constrained by schema 'invoice' on both sides" in out
+    assert re.search(r"\| transformers batched \(c4\) \| 4 \| 4/4 \| (\d+)/\1 \|", out), out
