@@ -120,24 +120,34 @@ def value_tokens(text: str, offsets: list[int], forced: list[bool],
     return out
 
 
-def field_confidence(completion, digits: int | None = 3) -> tuple[dict[str, float], dict[str, float]]:
-    """-> (confidence, confidence_min): {path: probability} of every non-null leaf of the
-    completion's JSON with at least one value token the model chose. Empty when the completion
-    carries no log-probabilities (Request.logprobs was off, or a fake engine). `digits`: the
-    rounding (None: none)."""
+def token_logprobs(completion) -> dict[str, list[float]]:
+    """{path: log-probabilities of its value tokens} of every non-null leaf of the completion's
+    JSON with at least one value token the model chose; empty when the completion carries no
+    log-probabilities (Request.logprobs was off, or a fake engine)."""
     logprobs = getattr(completion, "logprobs", None)
     offsets = getattr(completion, "offsets", None)
     forced = getattr(completion, "forced", None)
     if logprobs is None or offsets is None or forced is None:
-        return {}, {}
-    mean: dict[str, float] = {}
-    low: dict[str, float] = {}
-    for path, tokens in value_tokens(completion.text, offsets, forced, logprobs).items():
-        if not tokens:
-            continue
-        values = [logprobs[j] for j in tokens]
-        mean[path] = math.exp(sum(values) / len(values))
-        low[path] = math.exp(min(values))
-        if digits is not None:
-            mean[path], low[path] = round(mean[path], digits), round(low[path], digits)
+        return {}
+    return {path: [logprobs[j] for j in tokens]
+            for path, tokens in value_tokens(completion.text, offsets, forced, logprobs).items()
+            if tokens}
+
+
+def summarise(pooled: dict[str, list[float]], digits: int | None = 3
+              ) -> tuple[dict[str, float], dict[str, float]]:
+    """{path: log-probabilities} -> (confidence, confidence_min): geometric mean and minimum of
+    the probabilities, rounded to `digits` (None: not rounded)."""
+    mean = {p: math.exp(sum(v) / len(v)) for p, v in pooled.items()}
+    low = {p: math.exp(min(v)) for p, v in pooled.items()}
+    if digits is not None:
+        mean = {p: round(x, digits) for p, x in mean.items()}
+        low = {p: round(x, digits) for p, x in low.items()}
     return mean, low
+
+
+def field_confidence(completion, digits: int | None = 3) -> tuple[dict[str, float], dict[str, float]]:
+    """-> (confidence, confidence_min): {path: probability} of every non-null leaf of the
+    completion's JSON with at least one value token the model chose. Empty when the completion
+    carries no log-probabilities. `digits`: the rounding (None: none)."""
+    return summarise(token_logprobs(completion), digits)

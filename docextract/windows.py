@@ -475,27 +475,16 @@ def windowed_flow(pages: Sequence[Any], spec, window: int, model_info: dict[str,
             "_confidence": confidence, "_unmasked": final, "_first": first if rounds > 1 else None}
 
 
-def _token_logprobs(completion) -> dict[str, list[float]]:
-    """{leaf path: log-probabilities of its value tokens} of one answer (see confidence.py)."""
-    from .confidence import value_tokens
-
-    lps = getattr(completion, "logprobs", None)
-    offsets, forced = getattr(completion, "offsets", None), getattr(completion, "forced", None)
-    if completion is None or lps is None or offsets is None or forced is None:
-        return {}
-    return {path: [lps[j] for j in tokens]
-            for path, tokens in value_tokens(completion.text, offsets, forced, lps).items()
-            if tokens}
-
-
 def field_confidence(header, parts: Sequence[Any], m: Merged, rule: RowRule,
                      digits: int = 3) -> tuple[dict[str, float], dict[str, float]]:
     """(confidence, confidence_min) of the merged record, as confidence.field_confidence defines
     them for one answer: the header's fields from the header answer; each merged row's fields from
     the window answer(s) they were read from, a description joined over a page break from the
     value tokens of both parts."""
-    pooled: dict[str, list[float]] = dict(_token_logprobs(header))
-    by_window = [_token_logprobs(c) for c in parts]
+    from .confidence import summarise, token_logprobs
+
+    pooled: dict[str, list[float]] = dict(token_logprobs(header))
+    by_window = [token_logprobs(c) for c in parts]
     local: list[dict[tuple[int, str], list[tuple[str, list[float]]]]] = []
     for found in by_window:
         index: dict[tuple[int, str], list[tuple[str, list[float]]]] = {}
@@ -516,9 +505,7 @@ def field_confidence(header, parts: Sequence[Any], m: Merged, rule: RowRule,
                     continue
                 for rest, lps in local[w].get((k, key), ()):
                     pooled.setdefault(f"{rule.rows}[{j}]{rest}", []).extend(lps)
-    mean = {p: round(math.exp(sum(v) / len(v)), digits) for p, v in pooled.items()}
-    low = {p: round(math.exp(min(v)), digits) for p, v in pooled.items()}
-    return mean, low
+    return summarise(pooled, digits)
 
 
 def _attribute(hard: Sequence[Any], m: Merged, rule: RowRule, own: dict[int, list],

@@ -158,6 +158,16 @@ def test_inputs_on_object_storage_same_records_as_local_files(cluster, actors, s
     assert len(read_jsonl(tmp_path / "s3.jsonl")) == 5
 
 
+def _wait_for_records(out: Path, lines: int, proc, stderr, seconds: float) -> None:
+    """Until `out` holds `lines` records, while the driver `proc` runs (else fail with its
+    `stderr()`), for at most `seconds`."""
+    end = time.monotonic() + seconds
+    while not (out.exists() and out.read_bytes().count(b"\n") >= lines):
+        assert proc.poll() is None, stderr()
+        assert time.monotonic() < end, "no records written"
+        time.sleep(0.02)
+
+
 def _kill_one_actor_when(out: Path, lines: int, killed: list[str], deadline: float) -> None:
     import ray
 
@@ -203,11 +213,7 @@ def test_the_driver_killed_and_run_again_ends_with_one_record_per_input(cluster,
            *[a if a != "8" else "1" for a in SMALL], "--out", str(out), "--ray", cluster]
     env = {**os.environ, **ACTORS}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    end = time.monotonic() + 180
-    while not (out.exists() and out.read_bytes().count(b"\n") >= 2):
-        assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.monotonic() < end, "no records written"
-        time.sleep(0.05)
+    _wait_for_records(out, 2, proc, lambda: proc.stderr.read().decode(), 180)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = out.read_bytes().count(b"\n")
@@ -236,11 +242,7 @@ def test_ctrl_c_on_the_driver_exits_130_and_a_rerun_ends_with_one_record_per_inp
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr,
                                 env={**os.environ, **ACTORS, "DOCEXTRACT_RAY_ACTORS": "1"})
     try:
-        end = time.monotonic() + 180
-        while not (out.exists() and out.read_bytes().count(b"\n") >= 1):
-            assert proc.poll() is None, err.read_text()
-            assert time.monotonic() < end, "no records written"
-            time.sleep(0.02)
+        _wait_for_records(out, 1, proc, err.read_text, 180)
         # One actor, one document per decode step: at most 3 documents are in flight, far from
         # all 16, however slow this machine is.
         assert proc.poll() is None, "every document finished before the interrupt"
